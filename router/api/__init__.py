@@ -1,0 +1,1 @@
+"""The REST API: Vapi-compatible phone numbers, credentials, OpenAPI document."""

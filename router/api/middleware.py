@@ -1,0 +1,57 @@
+"""Edge translation of errors into the NestJS JSON shape Vapi clients parse."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from router.errors import ApiError, validation_messages
+from router.store.base import StoreUnavailable
+
+log = structlog.get_logger("router.api")
+
+
+def json_response(body: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+
+
+def error_response(error: ApiError) -> web.Response:
+    response = json_response(error.body(), status=error.status)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as JSON; bad input is never a 500."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        if exc.status >= 500:
+            log.error("api.error", path=request.path, status=exc.status, detail=str(exc))
+        return error_response(exc)
+    except StoreUnavailable as exc:
+        log.warning("api.store_unavailable", path=request.path, detail=exc.detail)
+        return error_response(
+            ApiError(503, f"{exc.detail}; the write was not applied, retry later")
+        )
+    except ValidationError as exc:
+        return error_response(ApiError(400, validation_messages(exc)))
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        phrase = HTTPStatus(exc.status).phrase
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else phrase
+        if exc.status == 413:
+            message = "Request body is too large"
+        error = error_response(ApiError(exc.status, message))
+        for name in ("Allow",):
+            if name in exc.headers:
+                error.headers[name] = exc.headers[name]
+        return error

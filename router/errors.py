@@ -1,0 +1,105 @@
+"""Errors that carry data; translated to HTTP only at the edge (router.api.middleware)."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from pydantic import ValidationError
+
+
+class ApiError(Exception):
+    """An error a client caused or can act on; rendered in the NestJS shape Vapi clients parse."""
+
+    def __init__(self, status: int, message: str | list[str]) -> None:
+        super().__init__(message if isinstance(message, str) else "; ".join(message))
+        self.status = status
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "error": HTTPStatus(self.status).phrase,
+            "message": self.message,
+        }
+
+
+def bad_request(*messages: str) -> ApiError:
+    return ApiError(400, list(messages))
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, f"{what} not found")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.startswith(("function-", "tagged-union")) or "[" in item:
+            continue  # pydantic's wrapper names are not fields
+        else:
+            parts.append(("." if parts else "") + item)
+    return "".join(parts) or "body"
+
+
+_TEMPLATES: dict[str, str] = {
+    "missing": "{path} is required",
+    "extra_forbidden": "property {path} should not exist",
+    "string_type": "{path} must be a string",
+    "bool_type": "{path} must be a boolean value",
+    "bool_parsing": "{path} must be a boolean value",
+    "int_type": "{path} must be an integer number",
+    "int_parsing": "{path} must be an integer number",
+    "int_from_float": "{path} must be an integer number",
+    "float_type": "{path} must be a number",
+    "float_parsing": "{path} must be a number",
+    "list_type": "{path} must be an array",
+    "dict_type": "{path} must be an object",
+    "model_type": "{path} must be an object",
+    "model_attributes_type": "{path} must be an object",
+    "datetime_type": "{path} must be a valid ISO 8601 date string",
+    "datetime_parsing": "{path} must be a valid ISO 8601 date string",
+    "datetime_from_date_parsing": "{path} must be a valid ISO 8601 date string",
+    "string_too_long": "{path} must be shorter than or equal to {max_length} characters",
+    "string_too_short": "{path} must be longer than or equal to {min_length} characters",
+    "too_long": "{path} must contain no more than {max_length} elements",
+    "too_short": "{path} must contain at least {min_length} elements",
+    "less_than_equal": "{path} must not be greater than {le}",
+    "greater_than_equal": "{path} must not be less than {ge}",
+    "greater_than": "{path} must be greater than {gt}",
+    "less_than": "{path} must be less than {lt}",
+    "string_pattern_mismatch": "{path} must match the pattern {pattern}",
+    "literal_error": "{path} must be one of the following values: {expected}",
+    "union_tag_invalid": (
+        "{path}.{discriminator} must be one of the following values: {expected_tags}"
+    ),
+    "union_tag_not_found": "{path}.{discriminator} is required",
+}
+
+
+def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
+    """NestJS-style messages (`name must be shorter than or equal to 40 characters`)."""
+    messages: list[str] = []
+    for error in exc.errors(include_url=False):
+        path = _path(tuple(error["loc"]))
+        if prefix:
+            path = prefix if path == "body" else f"{prefix}.{path}"
+        ctx = {k: v for k, v in (error.get("ctx") or {}).items()}
+        if "discriminator" in ctx:
+            ctx["discriminator"] = str(ctx["discriminator"]).strip("'")
+        template = _TEMPLATES.get(error["type"])
+        if error["type"] == "value_error":
+            reason = str(ctx.get("error", error["msg"])).removeprefix("Value error, ")
+            text = reason if path == "body" or reason.startswith(path) else f"{path}: {reason}"
+        elif template is not None:
+            try:
+                text = template.format(path=path, **ctx)
+            except (KeyError, IndexError):
+                text = f"{path}: {error['msg']}"
+        else:
+            text = f"{path}: {error['msg']}"
+        if text not in messages:
+            messages.append(text)
+    return messages

@@ -1,0 +1,83 @@
+"""Shared pydantic configuration: camelCase on the wire, snake_case in Python."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+ALNUM_NUMBER = re.compile(r"^\+?[a-zA-Z0-9]+$")
+SIP_URI = re.compile(r"^sips?:[^@\s<>\"]+@[^\s<>\"]+$", re.IGNORECASE)
+# RFC 7230 token characters: what a header name may be made of.
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+class WireModel(BaseModel):
+    """A request body: unknown properties are refused, as Vapi's NestJS whitelist does."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON-ready dict as clients see it (camelCase, unset optionals left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class OpenModel(WireModel):
+    """A stored or response shape: tolerant of fields written by a newer version."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+def _check_sip_uri(value: str) -> str:
+    if not SIP_URI.match(value):
+        raise ValueError("must be a SIP URI like sip:user@host")
+    return value
+
+
+def _check_header_value(value: str) -> str:
+    if "\r" in value or "\n" in value or "\x00" in value:
+        raise ValueError("header values must not contain line breaks")
+    return value
+
+
+def _check_headers(value: dict[str, Any]) -> dict[str, Any]:
+    for name, item in value.items():
+        if not HEADER_NAME.match(name):
+            raise ValueError(f"{name!r} is not a valid header name")
+        if not isinstance(item, str | int | float | bool):
+            raise ValueError(f"header {name!r} must be a string, number or boolean")
+        _check_header_value(str(item))
+    return value
+
+
+SipUri = Annotated[str, AfterValidator(_check_sip_uri)]
+Headers = Annotated[dict[str, Any], AfterValidator(_check_headers)]
+
+
+def check_number(value: str, e164: bool) -> str:
+    """Vapi's rule for `number`: E.164 unless the check is disabled, then alphanumeric."""
+    if e164:
+        if not E164.match(value):
+            raise ValueError(
+                "number must be a valid phone number in E.164 format (e.g. +14155551234); "
+                "set numberE164CheckEnabled to false for other numbers"
+            )
+    elif not ALNUM_NUMBER.match(value):
+        raise ValueError("number must contain only letters and digits, optionally after a +")
+    return value
+
+
+def normalize_e164(value: str) -> str:
+    """A provider number in E.164 form: `14155551234` and `+14155551234` are one number."""
+    candidate = value if value.startswith("+") else f"+{value}"
+    if not E164.match(candidate):
+        raise ValueError("number must be a valid phone number in E.164 format (e.g. +14155551234)")
+    return candidate

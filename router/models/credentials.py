@@ -1,0 +1,166 @@
+"""Provider credentials: what the worker needs to verify webhooks and reach providers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from router.models.base import WireModel
+
+CredentialProvider = Literal["telnyx", "vonage", "twilio", "byo-sip-trunk"]
+
+
+class _Named(WireModel):
+    name: str | None = Field(default=None, max_length=40)
+
+
+class _TelnyxFields(_Named):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("apiKey",)
+
+    api_key: str = Field(min_length=1, max_length=400)
+    # The account's base64 Ed25519 webhook public key (32 bytes).
+    public_key: str = Field(min_length=1, max_length=200)
+
+    @field_validator("public_key")
+    @classmethod
+    def _ed25519_key(cls, value: str) -> str:
+        import base64
+        import binascii
+
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("publicKey must be the base64 Ed25519 key from Telnyx") from None
+        if len(raw) != 32:
+            raise ValueError("publicKey must decode to a 32-byte Ed25519 key")
+        return value
+
+
+class _VonageFields(_Named):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("apiSecret", "signatureSecret")
+
+    api_key: str = Field(min_length=1, max_length=200)
+    api_secret: str = Field(min_length=1, max_length=400)
+    signature_secret: str = Field(min_length=1, max_length=400)
+
+
+class _TwilioFields(_Named):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("authToken",)
+
+    account_sid: str = Field(min_length=1, max_length=64)
+    auth_token: str = Field(min_length=1, max_length=200)
+
+
+class SipTrunkGateway(WireModel):
+    ip: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    netmask: int | None = Field(default=None, ge=24, le=32)
+    inbound_enabled: bool = True
+    outbound_enabled: bool = True
+    outbound_protocol: Literal["udp", "tcp", "tls", "tls/srtp"] = "udp"
+
+
+class SipTrunkOutboundAuthenticationPlan(WireModel):
+    auth_username: str | None = Field(default=None, max_length=200)
+    auth_password: str | None = Field(default=None, max_length=200)
+
+
+class _SipTrunkFields(_Named):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("outboundAuthenticationPlan.authPassword",)
+
+    gateways: list[SipTrunkGateway] = Field(min_length=1, max_length=20)
+    outbound_authentication_plan: SipTrunkOutboundAuthenticationPlan | None = None
+    outbound_leading_plus_enabled: bool | None = None
+
+
+class CreateTelnyxCredentialDTO(_TelnyxFields):
+    provider: Literal["telnyx"]
+
+
+class CreateVonageCredentialDTO(_VonageFields):
+    provider: Literal["vonage"]
+
+
+class CreateTwilioCredentialDTO(_TwilioFields):
+    provider: Literal["twilio"]
+
+
+class CreateSipTrunkCredentialDTO(_SipTrunkFields):
+    provider: Literal["byo-sip-trunk"]
+
+
+CreateCredential = Annotated[
+    CreateTelnyxCredentialDTO
+    | CreateVonageCredentialDTO
+    | CreateTwilioCredentialDTO
+    | CreateSipTrunkCredentialDTO,
+    Field(discriminator="provider"),
+]
+
+
+class _CredentialRecord(WireModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    org_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TelnyxCredential(_CredentialRecord, CreateTelnyxCredentialDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
+class VonageCredential(_CredentialRecord, CreateVonageCredentialDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
+class TwilioCredential(_CredentialRecord, CreateTwilioCredentialDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
+class SipTrunkCredential(_CredentialRecord, CreateSipTrunkCredentialDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
+AnyCredential = TelnyxCredential | VonageCredential | TwilioCredential | SipTrunkCredential
+
+CREDENTIAL_MODELS: dict[str, type[AnyCredential]] = {
+    "telnyx": TelnyxCredential,
+    "vonage": VonageCredential,
+    "twilio": TwilioCredential,
+    "byo-sip-trunk": SipTrunkCredential,
+}
+CREATE_CREDENTIAL_MODELS: dict[str, type[WireModel]] = {
+    "telnyx": CreateTelnyxCredentialDTO,
+    "vonage": CreateVonageCredentialDTO,
+    "twilio": CreateTwilioCredentialDTO,
+    "byo-sip-trunk": CreateSipTrunkCredentialDTO,
+}
+
+
+def credential_secret_fields(provider: str) -> tuple[str, ...]:
+    """Dotted wire paths of the secrets a credential of this provider holds."""
+    return tuple(getattr(CREDENTIAL_MODELS[provider], "SECRET_FIELDS", ()))
+
+
+def credential_patch_model(provider: str) -> type[WireModel]:
+    """The create DTO of a provider, with every field optional, for PATCH bodies."""
+    return _PATCH_MODELS[provider]
+
+
+def _optional_copy(model: type[WireModel]) -> type[WireModel]:
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        optional = info.annotation | None  # type: ignore[operator]  # annotations are types here
+        fields[name] = (optional, Field(default=None, alias=info.alias))
+    return create_model(
+        f"Update{model.__name__.removeprefix('Create')}", __base__=WireModel, **fields
+    )
+
+
+_PATCH_MODELS = {name: _optional_copy(model) for name, model in CREATE_CREDENTIAL_MODELS.items()}

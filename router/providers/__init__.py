@@ -1,0 +1,34 @@
+"""Provider plug-ins, by the name used in webhook paths, logs and metrics.
+
+Adding a provider: one module implementing `Provider`, and one entry below.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from router.providers.base import (
+    MalformedWebhook,
+    Provider,
+    RenderContext,
+    Rendered,
+    StatusEvent,
+    VerificationFailed,
+    WebhookRequest,
+)
+from router.providers.twilio import TwilioProvider
+
+PROVIDERS: Final[dict[str, Provider]] = {
+    provider.name: provider for provider in (TwilioProvider(),)
+}
+
+__all__ = [
+    "PROVIDERS",
+    "MalformedWebhook",
+    "Provider",
+    "RenderContext",
+    "Rendered",
+    "StatusEvent",
+    "VerificationFailed",
+    "WebhookRequest",
+]

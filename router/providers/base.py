@@ -1,0 +1,190 @@
+"""The one shape every provider plug-in has: verify, parse, render, and status events.
+
+A provider module holds no I/O: the HTTP pipeline snapshots the request into a
+`WebhookRequest`, finds the number and the org's credentials, and calls the provider's
+pure functions. Adding a provider is one module and one line in `router.providers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
+
+from router.models.credentials import AnyCredential
+from router.models.phone_numbers import AnyPhoneNumber
+from router.routing.decision import Decision
+from router.routing.inbound import InboundCall
+from router.settings import Settings
+
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+# The call statuses every provider's status events are normalised to.
+CALL_STATUSES: Final = (
+    "ringing",
+    "in-progress",
+    "completed",
+    "busy",
+    "failed",
+    "no-answer",
+    "canceled",
+)
+FINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """What a provider needs of an inbound HTTP request, without aiohttp.
+
+    `url` is the URL the provider signed: the public base URL, the path and the query
+    string exactly as received. `params` holds the form fields of a form POST, or the
+    query fields of a GET. `headers` must be case-insensitive.
+    """
+
+    method: str
+    url: str
+    path: str
+    query: MultiMapping[str]
+    headers: Mapping[str, str]
+    body: bytes
+    params: MultiMapping[str]
+    received_at: float  # loop.time()
+    wall_time: float  # time.time()
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        received_at: float,
+        wall_time: float,
+    ) -> WebhookRequest:
+        """A snapshot from raw parts; query and params are parsed as the provider signed them."""
+        parts = urlsplit(url)
+        query = MultiDictProxy(MultiDict(parse_qsl(parts.query, keep_blank_values=True)))
+        ci_headers = CIMultiDictProxy(CIMultiDict(headers))
+        params: MultiMapping[str] = (
+            query if method.upper() == "GET" else MultiDictProxy(MultiDict())
+        )
+        if method.upper() != "GET" and is_form(ci_headers):
+            params = MultiDictProxy(form_fields(body))
+        return cls(
+            method=method.upper(),
+            url=url,
+            path=parts.path,
+            query=query,
+            headers=ci_headers,
+            body=body,
+            params=params,
+            received_at=received_at,
+            wall_time=wall_time,
+        )
+
+
+def is_form(headers: Mapping[str, str]) -> bool:
+    """Whether the body is `application/x-www-form-urlencoded`."""
+    media_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media_type == FORM_CONTENT_TYPE
+
+
+def form_fields(body: bytes) -> MultiDict[str]:
+    """The fields of a form body, blank values kept (providers sign them too)."""
+    text = body.decode("utf-8", errors="replace")
+    return MultiDict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace"))
+
+
+class VerificationFailed(Exception):
+    """The request is not provably from the provider; `reason` is short and secret-free."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedWebhook(Exception):
+    """A verified request that lacks what the provider always sends (answer 400)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """An HTTP answer for the provider. `warnings` name what render had to drop, for logs."""
+
+    body: bytes
+    content_type: str
+    status: int = 200
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    """A call status callback, normalised to `CALL_STATUSES`."""
+
+    provider: str
+    provider_call_id: str
+    status: str
+    is_final: bool
+    duration_seconds: int | None
+    sequence: int | None  # orders events of one call; None when the provider sends none
+    timestamp: float  # the provider's event time (epoch seconds), else when it arrived
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """What render needs besides the decision: where the runtime is and the call's id."""
+
+    runtime_url: str
+    call_id: str  # the id the runtime reads the call record with: the provider call id
+    public_base: str
+
+
+class Provider(Protocol):
+    """A telephony provider's webhook dialect. Implementations are stateless and pure."""
+
+    @property
+    def name(self) -> str:
+        """Used in paths, logs and metrics, e.g. `twilio`."""
+
+    @property
+    def number_provider(self) -> str:
+        """The phone-number `provider` this webhook dialect serves."""
+
+    def budget_seconds(self, settings: Settings) -> float:
+        """How long the provider waits for an answer, minus a margin."""
+
+    def lookup_key(self, req: WebhookRequest) -> str | None:
+        """The number's cache key (`router.models.phone_numbers.lookup_key` format)."""
+
+    def call_id(self, req: WebhookRequest) -> str | None:
+        """The provider's call id, or None when absent."""
+
+    def verify(
+        self, req: WebhookRequest, number: AnyPhoneNumber, credentials: Sequence[AnyCredential]
+    ) -> None:
+        """Raise VerificationFailed unless the request is signed for this number."""
+
+    def parse(self, req: WebhookRequest) -> InboundCall:
+        """The ringing call; raises MalformedWebhook."""
+
+    def render(
+        self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
+    ) -> Rendered:
+        """The provider's document carrying out the decision."""
+
+    def reject(self) -> Rendered:
+        """Do not answer (unknown or blocked numbers)."""
+
+    def parse_status(self, req: WebhookRequest) -> StatusEvent:
+        """A status callback; raises MalformedWebhook."""
+
+    def ack_status(self) -> Rendered:
+        """The answer to a status callback."""

@@ -1,0 +1,349 @@
+"""Twilio voice webhooks: X-Twilio-Signature, the inbound form, TwiML, status callbacks.
+
+Rules (docs/reference: provider-protocols §1):
+- The signature is HMAC-SHA1 (base64) keyed by the auth token over the URL plus, for a
+  form POST, every field sorted by name as `name + value` (repeated values sorted and
+  de-duplicated, as twilio-python does). The URL is tried as received and with its port
+  toggled (an explicit port removed, or the scheme's default port added), since Twilio
+  signs both forms. A `bodySHA256` query parameter binds a non-form body: its hex SHA-256
+  must match and the URL alone is signed.
+- Extensions become `sendDigits` after `ww` (one second), so the digits go after the
+  callee answers; an extension that starts with its own pause is sent as given.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
+
+from multidict import MultiDict, MultiMapping
+
+from router.models.base import normalize_e164
+from router.models.common import TransferDestinationNumber, TransferPlan
+from router.models.credentials import AnyCredential, TwilioCredential
+from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber
+from router.providers import twiml
+from router.providers.base import (
+    FINAL_STATUSES,
+    MalformedWebhook,
+    RenderContext,
+    Rendered,
+    StatusEvent,
+    VerificationFailed,
+    WebhookRequest,
+    is_form,
+)
+from router.routing.decision import Connect, Decision, Say, Transfer
+from router.routing.inbound import InboundCall
+from router.settings import Settings
+
+SIGNATURE_HEADER: Final = "X-Twilio-Signature"
+SIGNATURE_SETTINGS_HEADER: Final = "X-Twilio-Webhooks-Signature-Settings"
+SEND_DIGITS_PAUSE: Final = "ww"  # one second after answer, before an extension's digits
+_STATUSES: Final = {
+    "queued": "ringing",
+    "initiated": "ringing",
+    "ringing": "ringing",
+    "answered": "in-progress",
+    "in-progress": "in-progress",
+    "completed": "completed",
+    "busy": "busy",
+    "failed": "failed",
+    "no-answer": "no-answer",
+    "canceled": "canceled",
+}
+_SIP_CALLER_ID_CHARS: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-_."
+)
+
+
+def compute_signature(token: str, url: str, params: MultiMapping[str] | None) -> str:
+    """X-Twilio-Signature of `url` and the form `params` (None for GET and hashed bodies)."""
+    data = [url]
+    if params:
+        for name in sorted(set(params.keys())):
+            data.extend(name + value for value in sorted(set(params.getall(name))))
+    mac = hmac.new(token.encode(), "".join(data).encode(), hashlib.sha1)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def url_variants(url: str) -> tuple[str, ...]:
+    """`url` as received and normalised, with its port removed or the default port added."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    host, colon, port = hostport.rpartition(":")
+    if colon and port.isdigit():
+        toggled = host
+    else:
+        host = hostport
+        toggled = f"{hostport}:{443 if parts.scheme == 'https' else 80}"
+    other = parts._replace(netloc=f"{userinfo}{at}{toggled}").geturl()
+    return tuple(dict.fromkeys((url, parts.geturl(), other)))
+
+
+def _fields(req: WebhookRequest) -> MultiMapping[str]:
+    """The webhook's fields: form or query params, else a JSON object body's scalars."""
+    if req.params or not req.body or is_form(req.headers):
+        return req.params
+    try:
+        data = json.loads(req.body)
+    except ValueError:
+        raise MalformedWebhook("bad-json") from None
+    if not isinstance(data, dict):
+        raise MalformedWebhook("bad-json")
+    fields: MultiDict[str] = MultiDict()
+    for key, value in data.items():
+        if isinstance(value, bool):
+            fields.add(key, "true" if value else "false")
+        elif isinstance(value, str | int | float):
+            fields.add(key, str(value))
+    return fields
+
+
+def _lenient_fields(req: WebhookRequest) -> MultiMapping[str]:
+    try:
+        return _fields(req)
+    except MalformedWebhook:
+        return req.params
+
+
+def _one(fields: MultiMapping[str], name: str) -> str:
+    return fields.get(name, "").strip()
+
+
+def _e164(value: str) -> str | None:
+    try:
+        return normalize_e164(value)
+    except ValueError:
+        return None
+
+
+def _same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class TwilioProvider:
+    """Twilio Programmable Voice: voice URL, fallback URL and status callback."""
+
+    name: Final = "twilio"
+    number_provider: Final = "twilio"
+
+    def budget_seconds(self, settings: Settings) -> float:
+        return settings.twilio_budget_seconds
+
+    def lookup_key(self, req: WebhookRequest) -> str | None:
+        """`twilio:+E164` of `To`; None for `client:` and SIP `To` forms."""
+        number = _e164(_one(_lenient_fields(req), "To"))
+        return None if number is None else f"twilio:{number}"
+
+    def call_id(self, req: WebhookRequest) -> str | None:
+        return _one(_lenient_fields(req), "CallSid") or None
+
+    def verify(
+        self, req: WebhookRequest, number: AnyPhoneNumber, credentials: Sequence[AnyCredential]
+    ) -> None:
+        """Check X-Twilio-Signature and that `AccountSid` is the number's account.
+
+        The key is the number's `twilioAuthToken`, else the auth token of each of the
+        org's `twilio` credentials for the number's account (several allow rotation).
+        """
+        if not isinstance(number, TwilioPhoneNumber):
+            raise VerificationFailed("provider-mismatch")
+        signature = req.headers.get(SIGNATURE_HEADER, "").strip()
+        if not signature:
+            raise VerificationFailed("missing-signature")
+        algorithm = _signature_algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
+        if algorithm != "HMAC_SHA1":
+            # SharedKey signing (public beta): we hold auth tokens, not shared keys.
+            raise VerificationFailed("unsupported-signature-algorithm")
+        if number.twilio_auth_token:
+            tokens = [number.twilio_auth_token]
+        else:
+            tokens = [
+                c.auth_token
+                for c in credentials
+                if isinstance(c, TwilioCredential) and c.account_sid == number.twilio_account_sid
+            ]
+        if not tokens:
+            raise VerificationFailed("no-auth-token")
+
+        params: MultiMapping[str] | None = None
+        claimed = parse_qs(urlsplit(req.url).query).get("bodySHA256")
+        if claimed is not None:
+            actual = hashlib.sha256(req.body).hexdigest()
+            if len(claimed) != 1 or not _same(actual, claimed[0].lower()):
+                raise VerificationFailed("body-hash-mismatch")
+        elif req.method != "GET" and req.body and not is_form(req.headers):
+            raise VerificationFailed("missing-body-hash")  # nothing would bind the body
+        elif req.method != "GET":
+            params = req.params
+
+        urls = url_variants(req.url)
+        if not any(
+            _same(compute_signature(token, url, params), signature)
+            for token in tokens
+            for url in urls
+        ):
+            raise VerificationFailed("bad-signature")
+        if _one(_fields(req), "AccountSid") != number.twilio_account_sid:
+            raise VerificationFailed("account-mismatch")
+
+    def parse(self, req: WebhookRequest) -> InboundCall:
+        """The ringing call. A withheld caller (`From` empty) becomes `anonymous`."""
+        fields = _fields(req)
+        call_sid = _one(fields, "CallSid")
+        if not call_sid:
+            raise MalformedWebhook("missing-call-sid")
+        to = _one(fields, "To")
+        params: dict[str, str] = {}
+        for key, value in fields.items():
+            params.setdefault(key, value)
+        return InboundCall(
+            provider=self.name,
+            provider_call_id=call_sid,
+            from_number=_one(fields, "From") or "anonymous",
+            to_number=_e164(to),
+            received_at=req.received_at,
+            sip_uri=to if to.lower().startswith(("sip:", "sips:")) else None,
+            account_id=_one(fields, "AccountSid") or None,
+            params=params,
+            created_at=datetime.fromtimestamp(req.wall_time, UTC),
+        )
+
+    def render(
+        self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
+    ) -> Rendered:
+        """TwiML carrying out the decision; `warnings` say what had to be left out."""
+        outcome = decision.outcome
+        warnings: list[str] = []
+        if isinstance(outcome, Connect):
+            stream = twiml.connect_stream(
+                ctx.runtime_url, _stream_parameters(outcome, number, ctx), warnings
+            )
+            body = twiml.response(stream)
+        elif isinstance(outcome, Transfer):
+            body = twiml.response(
+                twiml.say(outcome.message), _dial(outcome, call, number, warnings)
+            )
+        elif isinstance(outcome, Say):
+            body = twiml.response(twiml.say(outcome.text), "<Hangup/>")
+        else:
+            return self.reject()
+        return Rendered(body, twiml.CONTENT_TYPE, warnings=tuple(warnings))
+
+    def reject(self) -> Rendered:
+        """`<Reject/>` as the first verb: not answered, not billed."""
+        return Rendered(twiml.REJECT, twiml.CONTENT_TYPE)
+
+    def parse_status(self, req: WebhookRequest) -> StatusEvent:
+        """A status callback: CallStatus, CallDuration, SequenceNumber, Timestamp."""
+        fields = _fields(req)
+        call_sid = _one(fields, "CallSid")
+        if not call_sid:
+            raise MalformedWebhook("missing-call-sid")
+        status = _STATUSES.get(_one(fields, "CallStatus").lower())
+        if status is None:
+            raise MalformedWebhook("unknown-call-status")
+        timestamp = _timestamp(_one(fields, "Timestamp")) or req.wall_time
+        params: dict[str, str] = {}
+        for key, value in fields.items():
+            params.setdefault(key, value)
+        return StatusEvent(
+            provider=self.name,
+            provider_call_id=call_sid,
+            status=status,
+            is_final=status in FINAL_STATUSES,
+            duration_seconds=_int(_one(fields, "CallDuration")),
+            sequence=_int(_one(fields, "SequenceNumber")),
+            timestamp=timestamp,
+            params=params,
+        )
+
+    def ack_status(self) -> Rendered:
+        """An empty `<Response/>` as text/xml: one of the two answers Twilio takes silently."""
+        return Rendered(twiml.EMPTY, twiml.CONTENT_TYPE)
+
+
+def _signature_algorithm(settings_header: str) -> str:
+    for part in settings_header.split(","):
+        name, sep, value = part.partition("=")
+        if sep and name.strip() == "algorithm" and value.strip():
+            return value.strip().upper()
+    return "HMAC_SHA1"
+
+
+def _timestamp(rfc2822: str) -> float | None:
+    """Epoch seconds of an RFC 2822 date; None when absent or unreadable."""
+    if not rfc2822:
+        return None
+    try:
+        return parsedate_to_datetime(rfc2822).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: str) -> int | None:
+    return int(value) if value.isdigit() else None
+
+
+# --- decision → TwiML --------------------------------------------------------------------
+
+
+def _stream_parameters(
+    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext
+) -> list[tuple[str, str]]:
+    """callId, target, targetId (absent for a transient target, read from the call record)."""
+    params = [("callId", ctx.call_id), ("target", outcome.target)]
+    if outcome.target_id is not None:
+        params.append(("targetId", outcome.target_id))
+    params.append(("phoneNumberId", number.id))
+    return params
+
+
+def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings: list[str]) -> str:
+    dest = outcome.destination
+    caller_id = _caller_id(dest.caller_id, call, number)
+    if isinstance(dest, TransferDestinationNumber):
+        digits = dest.extension
+        if digits and digits[0] not in "wW":
+            digits = SEND_DIGITS_PAUSE + digits
+        noun = twiml.number(dest.number, digits)
+    else:
+        if caller_id and not set(caller_id) <= _SIP_CALLER_ID_CHARS:
+            warnings.append("callerId dropped: <Sip> takes only letters, digits and +-_.")
+            caller_id = None
+        noun = twiml.sip(dest.sip_uri, dest.sip_headers or {}, warnings)
+    return twiml.dial(noun, caller_id, _dial_timeout(dest.transfer_plan))
+
+
+def _caller_id(template: str | None, call: InboundCall, number: AnyPhoneNumber) -> str | None:
+    """`{{customer.number}}` → the caller, `{{phoneNumber.number}}` → the called number.
+
+    A withheld caller leaves callerId out, which is Twilio's default (the caller) anyway.
+    """
+    if not template:
+        return None
+    key = template.replace(" ", "")
+    if key == "{{customer.number}}":
+        return _e164(call.from_number) if call.from_number.startswith("+") else None
+    if key == "{{phoneNumber.number}}":
+        return number.number or call.to_number
+    return twiml.xml_clean(template).strip() or None
+
+
+def _dial_timeout(plan: TransferPlan | None) -> float | None:
+    """`dialTimeout`, else `timeout` when changed from its default; None without a plan.
+
+    Defaults are compared, not `model_fields_set`, so a stored decision replays alike.
+    """
+    if plan is None:
+        return None
+    default = TransferPlan.model_fields["dial_timeout"].default
+    return plan.dial_timeout if plan.dial_timeout != default else plan.timeout

@@ -1,0 +1,44 @@
+"""An inbound call as every provider's parser hands it to the decision: provider-neutral."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+
+def _new_call_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundCall:
+    """One ringing call, as parsed from a provider webhook.
+
+    `received_at` is `loop.time()` when the webhook arrived (the default event loop's
+    clock is `time.monotonic()`), so `received_at + budget` is the absolute deadline the
+    assistant-request client takes. `created_at` is the same moment on the wall clock,
+    for the `call` object sent to servers.
+    """
+
+    provider: str  # the webhook's provider: twilio | telnyx | vonage | sip
+    provider_call_id: str  # CallSid, call_control_id (TeXML CallSid) or Vonage uuid
+    from_number: str  # the caller; may be "anonymous" or a provider's withheld form
+    to_number: str | None  # the called number in E.164, None for SIP-URI calls
+    received_at: float
+    sip_uri: str | None = None  # the called SIP URI, for vapi / byo numbers
+    account_id: str | None = None  # AccountSid, Telnyx connection, Vonage api key
+    params: Mapping[str, Any] = field(default_factory=dict)  # the provider's raw fields
+    id: str = field(default_factory=_new_call_id)  # router's call id (Vapi's `call.id`)
+    created_at: datetime = field(default_factory=_now)
+
+    @property
+    def transport(self) -> str:
+        """Vapi's `phoneCallTransport`: calls through the SIP edge are `sip`, others `pstn`."""
+        return "sip" if self.provider == "sip" else "pstn"

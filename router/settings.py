@@ -1,0 +1,111 @@
+"""The one typed settings object, read once at the edge (CLI) and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from router.models.common import Server
+
+DEFAULT_ORG_ID = "default"
+
+
+class OrgConfig(BaseModel):
+    """An org: its API keys and its default `server` for assistant-request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100)
+    api_keys: list[SecretStr] = Field(default_factory=list, alias="apiKeys")
+    server: Server | None = None
+    # HMAC-SHA256 key that signs assistant-request bodies sent to this org's servers.
+    server_secret: SecretStr | None = Field(default=None, alias="serverSecret")
+
+
+class Settings(BaseSettings):
+    """Everything the worker reads from its environment (`ROUTER_*`) or a YAML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ROUTER_", extra="ignore", populate_by_name=True, frozen=True
+    )
+
+    redis_url: str | None = None
+    api_key: SecretStr | None = None
+    public_url: str | None = None
+    runtime_url: str = "wss://runtime.invalid/stream"
+    data_dir: Path = Path("./data")
+    secret_key: SecretStr | None = None
+    orgs_file: Path | None = None
+    orgs: list[OrgConfig] = Field(default_factory=list)
+
+    # Domain on which `vapi` numbers without a sipUri get one generated.
+    sip_domain: str = "sip.router.local"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "info"
+    # Caller numbers in logs: "full", "last4" (default) or "none".
+    log_caller: Literal["full", "last4", "none"] = "last4"
+
+    # Deciding inbound calls (SPEC 4-7).
+    twilio_budget_seconds: float = Field(default=7.5, gt=0, le=15)
+    telnyx_budget_seconds: float = Field(default=7.5, gt=0, le=15)
+    vonage_budget_seconds: float = Field(default=4.0, gt=0, le=5)
+    sip_budget_seconds: float = Field(default=7.5, gt=0, le=30)
+    apology_message: str = "Sorry, we cannot take your call right now. Please try again later."
+    call_record_ttl_seconds: int = Field(default=86_400, ge=60)
+    # Set VoiceUrl/StatusCallback on Twilio numbers when they are created or updated.
+    wire_provider_numbers: bool = False
+    twilio_api_base_url: str | None = None
+
+    # Redis start-up: bounded, logged retries (arq's create_pool habit).
+    redis_connect_retries: int = Field(default=5, ge=0)
+    redis_retry_delay_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("public_url", "redis_url", "orgs_file", "secret_key", "api_key", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    def all_orgs(self) -> list[OrgConfig]:
+        """The configured orgs: `ROUTER_API_KEY` as org `default`, the orgs file, inline orgs."""
+        orgs: dict[str, OrgConfig] = {}
+        if self.api_key is not None:
+            orgs[DEFAULT_ORG_ID] = OrgConfig(id=DEFAULT_ORG_ID, apiKeys=[self.api_key])
+        extra = list(self.orgs)
+        if self.orgs_file is not None:
+            extra.extend(load_orgs_file(self.orgs_file))
+        for org in extra:
+            known = orgs.get(org.id)
+            if known is not None:
+                org = org.model_copy(update={"api_keys": [*known.api_keys, *org.api_keys]})
+            orgs[org.id] = org
+        return list(orgs.values())
+
+
+def load_orgs_file(path: Path) -> list[OrgConfig]:
+    """Read `orgs:` from a YAML file (a list of OrgConfig)."""
+    data = yaml.safe_load(path.read_text()) or {}
+    raw = data.get("orgs", []) if isinstance(data, dict) else data
+    return [OrgConfig.model_validate(item) for item in raw]
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from a YAML file (keys without the prefix), then `ROUTER_*`, then overrides.
+
+    Environment variables win over the file, so an operator can override one value
+    of a shared file per host.
+    """
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{config_file}: expected a mapping of settings")
+        file_values = {str(k).lower().removeprefix("router_"): v for k, v in loaded.items()}
+    env = Settings()
+    explicit = env.model_fields_set
+    merged = {**file_values, **{k: getattr(env, k) for k in explicit}, **overrides}
+    return Settings.model_validate(merged)

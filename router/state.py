@@ -1,0 +1,23 @@
+"""Typed application state: one `web.AppKey` per resource, defined once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from router.cache import NumberCache
+from router.credentials import Credentials
+from router.models.phone_numbers import AnyPhoneNumber
+from router.orgs import Orgs
+from router.phone_numbers import PhoneNumbers
+from router.settings import Settings
+from router.store.base import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+ORGS = web.AppKey("orgs", Orgs)
+STORE = web.AppKey("store", Store)
+PHONE_NUMBERS = web.AppKey("phone_numbers", PhoneNumbers)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+NUMBER_CACHE = web.AppKey("number_cache", NumberCache[AnyPhoneNumber])
+OPENAPI = web.AppKey("openapi", dict[str, Any])

@@ -1,0 +1,1 @@
+"""The configuration store: one interface, a Redis backend and the embedded default."""

@@ -1,0 +1,147 @@
+"""Every Redis key, channel, TTL and write script router uses, in one place (units in the names).
+
+Configuration keys share one hash tag so a Lua script can touch a document, its
+indexes and its uniqueness claim atomically, also on Redis Cluster: the data is
+small (a few KiB per number) and reads are served by each worker's cache.
+"""
+
+from __future__ import annotations
+
+PREFIX = "router"
+CONFIG_TAG = "{router}"  # hash tag: all configuration keys live in one cluster slot
+
+INVALIDATION_CHANNEL = f"{PREFIX}:invalidate"
+
+
+def doc(kind: str, doc_id: str) -> str:
+    """String: the JSON document."""
+    return f"{CONFIG_TAG}:{kind}:doc:{doc_id}"
+
+
+def created_index(kind: str, org_id: str) -> str:
+    """Sorted set: ids of an org scored by createdAt (epoch microseconds)."""
+    return f"{CONFIG_TAG}:{kind}:by-created:{org_id}"
+
+
+def updated_index(kind: str, org_id: str) -> str:
+    """Sorted set: ids of an org scored by updatedAt (epoch microseconds)."""
+    return f"{CONFIG_TAG}:{kind}:by-updated:{org_id}"
+
+
+def search_index(kind: str, org_id: str) -> str:
+    """Hash: id -> lower-cased searchable text of the document."""
+    return f"{CONFIG_TAG}:{kind}:search:{org_id}"
+
+
+def claims() -> str:
+    """Hash: unique key -> owning document id (phone numbers' lookup keys)."""
+    return f"{CONFIG_TAG}:claims"
+
+
+def claim_of(kind: str) -> str:
+    """Hash: document id -> the unique key it claims."""
+    return f"{CONFIG_TAG}:{kind}:claim-of"
+
+
+def script_keys(kind: str, org_id: str, doc_id: str) -> list[str]:
+    """KEYS of the write scripts below, in their order."""
+    return [
+        doc(kind, doc_id),
+        created_index(kind, org_id),
+        updated_index(kind, org_id),
+        search_index(kind, org_id),
+        claims(),
+        claim_of(kind),
+    ]
+
+
+# The write scripts: each checks, claims, stores, indexes and PUBLISHes atomically, so an
+# acknowledged write has always published its invalidation. KEYS: `script_keys(...)`.
+# Lua: builds the invalidation message (the wire format other workers parse).
+_LUA_MESSAGE = """
+local function message(kind, id, org, changed)
+  local parts = {}
+  for _, key in ipairs(changed) do parts[#parts + 1] = cjson.encode(key) end
+  return '{"kind":' .. cjson.encode(kind) .. ',"id":' .. cjson.encode(id)
+    .. ',"orgId":' .. cjson.encode(org) .. ',"keys":[' .. table.concat(parts, ',') .. ']}'
+end
+"""
+
+# KEYS: doc, created index, updated index, search hash, claims, claim-of.
+# ARGV: channel, kind, org id, id, doc JSON, created score, updated score, search text, key|"".
+CREATE_SCRIPT = (
+    _LUA_MESSAGE
+    + """
+local id, key = ARGV[4], ARGV[9]
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local changed = {}
+if key ~= '' then
+  local owner = redis.call('HGET', KEYS[5], key)
+  if owner then return {'conflict', owner} end
+  redis.call('HSET', KEYS[5], key, id)
+  redis.call('HSET', KEYS[6], id, key)
+  changed[1] = key
+end
+redis.call('SET', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[6], id)
+redis.call('ZADD', KEYS[3], ARGV[7], id)
+redis.call('HSET', KEYS[4], id, ARGV[8])
+redis.call('PUBLISH', ARGV[1], message(ARGV[2], id, ARGV[3], changed))
+return {'ok'}
+"""
+)
+
+# Same KEYS and ARGV as create. The old key is read from claim-of, never from the caller.
+REPLACE_SCRIPT = (
+    _LUA_MESSAGE
+    + """
+local id, new = ARGV[4], ARGV[9]
+if not redis.call('ZSCORE', KEYS[2], id) then return {'notfound'} end
+if new ~= '' then
+  local owner = redis.call('HGET', KEYS[5], new)
+  if owner and owner ~= id then return {'conflict', owner} end
+end
+local old = redis.call('HGET', KEYS[6], id)
+local changed = {}
+if old then
+  if old ~= new and redis.call('HGET', KEYS[5], old) == id then redis.call('HDEL', KEYS[5], old) end
+  changed[#changed + 1] = old
+end
+if new ~= '' then
+  redis.call('HSET', KEYS[5], new, id)
+  redis.call('HSET', KEYS[6], id, new)
+  if new ~= old then changed[#changed + 1] = new end
+else
+  redis.call('HDEL', KEYS[6], id)
+end
+redis.call('SET', KEYS[1], ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[6], id)
+redis.call('ZADD', KEYS[3], ARGV[7], id)
+redis.call('HSET', KEYS[4], id, ARGV[8])
+redis.call('PUBLISH', ARGV[1], message(ARGV[2], id, ARGV[3], changed))
+return {'ok', old or ''}
+"""
+)
+
+# Same KEYS as create. ARGV: channel, kind, org id, id. Returns {removed JSON, old key} or nil.
+DELETE_SCRIPT = (
+    _LUA_MESSAGE
+    + """
+local id = ARGV[4]
+if not redis.call('ZSCORE', KEYS[2], id) then return false end
+local body = redis.call('GET', KEYS[1])
+local old = redis.call('HGET', KEYS[6], id)
+local changed = {}
+if old then
+  if redis.call('HGET', KEYS[5], old) == id then redis.call('HDEL', KEYS[5], old) end
+  redis.call('HDEL', KEYS[6], id)
+  changed[1] = old
+end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], id)
+redis.call('ZREM', KEYS[3], id)
+redis.call('HDEL', KEYS[4], id)
+redis.call('PUBLISH', ARGV[1], message(ARGV[2], id, ARGV[3], changed))
+return {body, old or ''}
+"""
+)
