@@ -7,22 +7,42 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from router.api import calls as calls_api
 from router.api import credentials as credentials_api
 from router.api import health as health_api
 from router.api import openapi as openapi_api
 from router.api import phone_numbers as phone_numbers_api
 from router.api.middleware import error_middleware
 from router.api.openapi import build_document
-from router.cache import NumberCache
+from router.api.webhooks import provider_routes
+from router.cache import CredentialCache, NumberCache
+from router.calls import CallRecords, MemoryCallRecords, RedisCallRecords
 from router.credentials import Credentials
+from router.events import set_caller_mode
+from router.inbound import Inbound
+from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.orgs import Orgs
 from router.phone_numbers import PhoneNumbers
+from router.providers import PROVIDERS
 from router.records import Codec
+from router.routing.assistant_request import AssistantRequestClient
 from router.secrets import SecretBox
 from router.settings import Settings
-from router.state import CREDENTIALS, NUMBER_CACHE, OPENAPI, ORGS, PHONE_NUMBERS, SETTINGS, STORE
+from router.state import (
+    CALL_RECORDS,
+    CREDENTIAL_CACHE,
+    CREDENTIALS,
+    INBOUND,
+    NUMBER_CACHE,
+    OPENAPI,
+    ORGS,
+    PHONE_NUMBERS,
+    SETTINGS,
+    STORE,
+)
 from router.store.base import Store
+from router.tasks import BackgroundTasks
 
 log = structlog.get_logger("router.app")
 
@@ -42,6 +62,15 @@ def make_store(settings: Settings) -> Store:
     return EmbeddedStore(settings.data_dir)
 
 
+def make_call_records(settings: Settings, store: Store) -> CallRecords:
+    """Shared records in Redis; in-process ones beside the embedded store."""
+    from router.store.redis import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisCallRecords(store.client, settings.call_record_ttl_seconds)
+    return MemoryCallRecords(settings.call_record_ttl_seconds)
+
+
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     await store.start()
@@ -49,6 +78,16 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await store.close()
     log.info("store.closed", backend=type(store).__name__)
+
+
+async def _inbound_ctx(app: web.Application) -> AsyncIterator[None]:
+    inbound = app[INBOUND]
+    await inbound.requests.start()
+    yield
+    # In-flight webhooks have finished (aiohttp waits for handlers first); forwards get
+    # a short grace, then the HTTP client closes.
+    await inbound.tasks.close(grace_seconds=2.0)
+    await inbound.requests.close()
 
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
@@ -70,11 +109,27 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[CREDENTIALS] = credentials
     app[PHONE_NUMBERS] = phone_numbers
     app[NUMBER_CACHE] = NumberCache[AnyPhoneNumber](the_store, phone_numbers.from_doc)
+    app[CREDENTIAL_CACHE] = CredentialCache[AnyCredential](the_store, credentials.from_doc)
+    app[CALL_RECORDS] = make_call_records(settings, the_store)
     app[OPENAPI] = build_document()
+    set_caller_mode(settings.log_caller)
+    app[INBOUND] = Inbound(
+        settings=settings,
+        orgs=orgs,
+        numbers=app[NUMBER_CACHE],
+        credentials=app[CREDENTIAL_CACHE],
+        records=app[CALL_RECORDS],
+        requests=AssistantRequestClient(),
+        tasks=BackgroundTasks(),
+    )
 
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_inbound_ctx)
     app.add_routes(phone_numbers_api.routes)
     app.add_routes(credentials_api.routes)
     app.add_routes(openapi_api.routes)
     app.add_routes(health_api.routes)
+    app.add_routes(calls_api.routes)
+    for provider in PROVIDERS.values():
+        app.add_routes(provider_routes(provider))
     return app

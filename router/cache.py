@@ -16,7 +16,14 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from router.store.base import Doc, Invalidation, Store, StoreUnavailable
+from router.store.base import (
+    KIND_CREDENTIAL,
+    Doc,
+    Invalidation,
+    ListQuery,
+    Store,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -131,3 +138,44 @@ class NumberCache(Generic[T]):
                 keys.discard(key)
                 if not keys:
                     del self._keys_by_id[entry.doc_id]
+
+
+class CredentialCache(Generic[T]):
+    """Each org's credentials, for webhook verification: a warm read is a dict read.
+
+    Dropped per org on a credential invalidation; stale after a reset and served stale
+    while the store is down, like `NumberCache`.
+    """
+
+    def __init__(self, store: Store, parse: Callable[[Doc], T]) -> None:
+        self._store = store
+        self._parse = parse
+        self._entries: dict[str, tuple[list[T], bool]] = {}
+        self._generation = 0
+        store.on_invalidation(self.invalidate, self.reset)
+
+    async def for_org(self, org_id: str) -> list[T]:
+        """The org's credentials (at most 1000, the listing limit)."""
+        entry = self._entries.get(org_id)
+        if entry is not None and not entry[1]:
+            return entry[0]
+        generation = self._generation
+        try:
+            page = await self._store.list(KIND_CREDENTIAL, org_id, ListQuery(limit=1000))
+        except StoreUnavailable:
+            if entry is None:
+                raise
+            return entry[0]
+        values = [self._parse(doc) for doc in page.items]
+        if generation == self._generation:
+            self._entries[org_id] = (values, False)
+        return values
+
+    def invalidate(self, invalidation: Invalidation) -> None:
+        if invalidation.kind == KIND_CREDENTIAL:
+            self._generation += 1
+            self._entries.pop(invalidation.org_id, None)
+
+    def reset(self) -> None:
+        self._generation += 1
+        self._entries = {org: (values, True) for org, (values, _) in self._entries.items()}

@@ -54,7 +54,7 @@ class Credentials:
     async def create(self, org_id: str, body: Any) -> AnyCredential:
         data = require_object(body)
         provider = data.get("provider")
-        if provider not in CREATE_CREDENTIAL_MODELS:
+        if not isinstance(provider, str) or provider not in CREATE_CREDENTIAL_MODELS:
             raise bad_request(
                 "provider must be one of the following values: "
                 + ", ".join(CREATE_CREDENTIAL_MODELS)

@@ -105,7 +105,7 @@ class PhoneNumbers:
     async def create(self, org_id: str, body: Any) -> AnyPhoneNumber:
         data = require_object(body)
         provider = data.get("provider")
-        if provider not in CREATE_MODELS:
+        if not isinstance(provider, str) or provider not in CREATE_MODELS:
             raise bad_request(
                 f"provider must be one of the following values: {', '.join(PROVIDERS)}"
             )

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("runtime_url")
+    @classmethod
+    def _wss(cls, value: str) -> str:
+        # Twilio and Telnyx streams take wss:// only, and parameters travel outside the URL.
+        if not value.startswith("wss://") or "?" in value:
+            raise ValueError("ROUTER_RUNTIME_URL must be a wss:// URL without a query string")
+        return value
+
     def all_orgs(self) -> list[OrgConfig]:
         """The configured orgs: `ROUTER_API_KEY` as org `default`, the orgs file, inline orgs."""
         orgs: dict[str, OrgConfig] = {}

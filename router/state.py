@@ -6,8 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
-from router.cache import NumberCache
+from router.cache import CredentialCache, NumberCache
+from router.calls import CallRecords
 from router.credentials import Credentials
+from router.inbound import Inbound
+from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.orgs import Orgs
 from router.phone_numbers import PhoneNumbers
@@ -21,3 +24,6 @@ PHONE_NUMBERS = web.AppKey("phone_numbers", PhoneNumbers)
 CREDENTIALS = web.AppKey("credentials", Credentials)
 NUMBER_CACHE = web.AppKey("number_cache", NumberCache[AnyPhoneNumber])
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+CREDENTIAL_CACHE = web.AppKey("credential_cache", CredentialCache[AnyCredential])
+CALL_RECORDS = web.AppKey("call_records", CallRecords)
+INBOUND = web.AppKey("inbound", Inbound)

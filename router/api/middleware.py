@@ -55,3 +55,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 error.headers[name] = exc.headers[name]
         return error
+    except Exception:
+        # A fault of ours, not bad input: logged once here, answered in the shape clients parse.
+        log.exception("api.unhandled_error", method=request.method, path=request.path)
+        return error_response(ApiError(500, "Internal server error"))

@@ -10,7 +10,8 @@ from pydantic.alias_generators import to_camel
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 ALNUM_NUMBER = re.compile(r"^\+?[a-zA-Z0-9]+$")
-SIP_URI = re.compile(r"^sips?:[^@\s<>\"]+@[^\s<>\"]+$", re.IGNORECASE)
+# No whitespace, brackets, quotes or control characters: a SIP URI goes into TwiML and SIP headers.
+SIP_URI = re.compile(r"^sips?:[^@\s<>\"\x00-\x1f\x7f]+@[^\s<>\"\x00-\x1f\x7f]+$", re.IGNORECASE)
 # RFC 7230 token characters: what a header name may be made of.
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 

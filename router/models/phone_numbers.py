@@ -84,13 +84,19 @@ class _VapiFields(WireModel):
 
 class _ByoFields(WireModel):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    # False on the PATCH DTO: a number sent without the flag is checked on the merged record,
+    # under the flag the record already has, not under this model's default.
+    CHECK_NUMBER_WITHOUT_FLAG: ClassVar[bool] = True
 
     number_e164_check_enabled: bool = True
     number: str | None = Field(default=None, min_length=3, max_length=40)
 
     @model_validator(mode="after")
     def _number_format(self) -> Any:
-        if self.number is not None:
+        flag_known = (
+            self.CHECK_NUMBER_WITHOUT_FLAG or "number_e164_check_enabled" in self.model_fields_set
+        )
+        if self.number is not None and flag_known:
             check_number(self.number, self.number_e164_check_enabled)
         return self
 
@@ -182,6 +188,8 @@ class UpdateVapiPhoneNumberDTO(_VapiFields, _Routing, _Update):
 
 
 class UpdateByoPhoneNumberDTO(_ByoFields, _Routing, _Update):
+    CHECK_NUMBER_WITHOUT_FLAG: ClassVar[bool] = False
+
     number_e164_check_enabled: bool = True
     credential_id: str | None = Field(default=None, min_length=1)
 

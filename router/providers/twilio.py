@@ -6,7 +6,9 @@ Rules (docs/reference: provider-protocols §1):
   de-duplicated, as twilio-python does). The URL is tried as received and with its port
   toggled (an explicit port removed, or the scheme's default port added), since Twilio
   signs both forms. A `bodySHA256` query parameter binds a non-form body: its hex SHA-256
-  must match and the URL alone is signed.
+  must match and the URL alone is signed; a non-form body without one is refused.
+  SharedKey signing (`X-Twilio-Webhooks-Signature-Settings` naming another algorithm)
+  is refused too: the router holds auth tokens, not shared keys.
 - Extensions become `sendDigits` after `ww` (one second), so the digits go after the
   callee answers; an extension that starts with its own pause is sent as given.
 """
@@ -82,7 +84,6 @@ def url_variants(url: str) -> tuple[str, ...]:
     if colon and port.isdigit():
         toggled = host
     else:
-        host = hostport
         toggled = f"{hostport}:{443 if parts.scheme == 'https' else 80}"
     other = parts._replace(netloc=f"{userinfo}{at}{toggled}").geturl()
     return tuple(dict.fromkeys((url, parts.geturl(), other)))
@@ -125,6 +126,13 @@ def _e164(value: str) -> str | None:
         return None
 
 
+def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key, value in fields.items():
+        values.setdefault(key, value)
+    return values
+
+
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
@@ -136,6 +144,7 @@ class TwilioProvider:
     number_provider: Final = "twilio"
 
     def budget_seconds(self, settings: Settings) -> float:
+        """`twilio_budget_seconds`: Twilio waits 15 s in all, retries included."""
         return settings.twilio_budget_seconds
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
@@ -144,6 +153,7 @@ class TwilioProvider:
         return None if number is None else f"twilio:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
+        """The CallSid."""
         return _one(_lenient_fields(req), "CallSid") or None
 
     def verify(
@@ -192,7 +202,7 @@ class TwilioProvider:
             for url in urls
         ):
             raise VerificationFailed("bad-signature")
-        if _one(_fields(req), "AccountSid") != number.twilio_account_sid:
+        if _one(_lenient_fields(req), "AccountSid") != number.twilio_account_sid:
             raise VerificationFailed("account-mismatch")
 
     def parse(self, req: WebhookRequest) -> InboundCall:
@@ -202,9 +212,6 @@ class TwilioProvider:
         if not call_sid:
             raise MalformedWebhook("missing-call-sid")
         to = _one(fields, "To")
-        params: dict[str, str] = {}
-        for key, value in fields.items():
-            params.setdefault(key, value)
         return InboundCall(
             provider=self.name,
             provider_call_id=call_sid,
@@ -213,7 +220,7 @@ class TwilioProvider:
             received_at=req.received_at,
             sip_uri=to if to.lower().startswith(("sip:", "sips:")) else None,
             account_id=_one(fields, "AccountSid") or None,
-            params=params,
+            params=_first_values(fields),
             created_at=datetime.fromtimestamp(req.wall_time, UTC),
         )
 
@@ -252,9 +259,6 @@ class TwilioProvider:
         if status is None:
             raise MalformedWebhook("unknown-call-status")
         timestamp = _timestamp(_one(fields, "Timestamp")) or req.wall_time
-        params: dict[str, str] = {}
-        for key, value in fields.items():
-            params.setdefault(key, value)
         return StatusEvent(
             provider=self.name,
             provider_call_id=call_sid,
@@ -263,7 +267,7 @@ class TwilioProvider:
             duration_seconds=_int(_one(fields, "CallDuration")),
             sequence=_int(_one(fields, "SequenceNumber")),
             timestamp=timestamp,
-            params=params,
+            params=_first_values(fields),
         )
 
     def ack_status(self) -> Rendered:

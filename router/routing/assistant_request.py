@@ -200,21 +200,12 @@ class AssistantRequestClient:
 
         attempts, reason = 0, "timeout"
         status: int | None = None
-        configured = {
-            str(k): _header_value(v)
-            for k, v in (server.headers or {}).items()
-            if str(k).lower() not in _RESERVED_HEADERS
-        }
         while True:
             remaining = cutoff - loop.time()
             if remaining <= 0:
                 break
             attempts += 1
-            headers = {**configured, "Content-Type": "application/json"}
-            if secret is not None:
-                timestamp = int(time.time())
-                headers[TIMESTAMP_HEADER] = str(timestamp)
-                headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+            headers = _headers(server, body, secret)
             try:
                 async with asyncio.timeout(min(per_attempt, remaining)):
                     status, raw = await self._post(self._session, server.url, headers, body)
@@ -240,6 +231,27 @@ class AssistantRequestClient:
                 break
             await asyncio.sleep(delay)
         return self._failed(reason, attempts, started, status)
+
+    async def notify(
+        self,
+        server: Server,
+        message: dict[str, Any],
+        *,
+        timeout_seconds: float,
+        secret: str | None,
+    ) -> int | None:
+        """POST a one-way message (e.g. `status-update`) once; its HTTP status, or None."""
+        if self._session is None or not server.url:
+            return None
+        body = json.dumps({"message": message}, separators=(",", ":")).encode()
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                status, _ = await self._post(
+                    self._session, server.url, _headers(server, body, secret), body
+                )
+        except (TimeoutError, aiohttp.ClientError, _TooLarge):
+            return None
+        return status
 
     async def _post(
         self, session: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes
@@ -283,6 +295,21 @@ class AssistantRequestClient:
     @staticmethod
     def _elapsed_ms(started: float) -> float:
         return round((asyncio.get_running_loop().time() - started) * 1000, 1)
+
+
+def _headers(server: Server, body: bytes, secret: str | None) -> dict[str, str]:
+    """The server's own headers (reserved ones dropped), JSON, and the signature if any."""
+    headers = {
+        str(k): _header_value(v)
+        for k, v in (server.headers or {}).items()
+        if str(k).lower() not in _RESERVED_HEADERS
+    }
+    headers["Content-Type"] = "application/json"
+    if secret is not None:
+        timestamp = int(time.time())
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    return headers
 
 
 def _no_constants(name: str) -> Any:

@@ -287,3 +287,15 @@ def _ending_hook_matches(hook: PhoneNumberHookCallEnding, reason: FailureReason)
         # Only an explicit filter may override a forwarding the server asked for.
         return reason != d.FORWARDING
     return all(reason in f.one_of for f in hook.filters)
+
+
+def failure_decision(
+    number: AnyPhoneNumber, reason: FailureReason, *, apology: str, step: str
+) -> Decision:
+    """The failure branch alone (SPEC §5 step 5), e.g. for a provider's fallback URL.
+
+    `step` names why the branch was entered, first in the trace.
+    """
+    return _failure_branch(
+        number, Failure(None, reason), [step, f"failure:{reason}"], apology, None
+    )

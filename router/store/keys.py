@@ -145,3 +145,58 @@ redis.call('PUBLISH', ARGV[1], message(ARGV[2], id, ARGV[3], changed))
 return {body, old or ''}
 """
 )
+
+
+# --- call records: high volume, short-lived, spread over cluster slots (no shared tag) ---
+
+CALL_LOCK_EXTRA_MS = 1_000  # a decision lock outlives its budget a little: render and write
+
+
+def call_record(call_id: str) -> str:
+    """String: the call record JSON (decision, status), with a TTL."""
+    return f"{PREFIX}:call:{{{call_id}}}:record"
+
+
+def call_lock(call_id: str) -> str:
+    """String: the worker deciding this call right now (SET NX PX)."""
+    return f"{PREFIX}:call:{{{call_id}}}:lock"
+
+
+# Update a call record's status unless it would move a final status back, or an older
+# event (lower sequence) would overwrite a newer one. Returns 1 when the status changed.
+STATUS_SCRIPT = """
+local raw = redis.call('GET', KEYS[1])
+local record
+if raw then
+  record = cjson.decode(raw)
+else
+  record = cjson.decode(ARGV[2])
+end
+local event = cjson.decode(ARGV[1])
+local function num(value, default)
+  if value == nil or value == cjson.null then return default end
+  return tonumber(value)
+end
+local changed = 0
+local final = record['final'] == true
+local seq = num(record['statusSequence'], -1)
+local event_seq = num(event['sequence'], -1)
+if (not final) and (event_seq < 0 or event_seq >= seq) then
+  if record['status'] ~= event['status'] then changed = 1 end
+  record['status'] = event['status']
+  record['final'] = event['final']
+  if event['sequence'] ~= cjson.null and event['sequence'] ~= nil then
+    record['statusSequence'] = event['sequence']
+  end
+end
+if event['durationSeconds'] ~= cjson.null and event['durationSeconds'] ~= nil then
+  record['durationSeconds'] = event['durationSeconds']
+end
+record['updatedAt'] = event['updatedAt']
+if raw then
+  redis.call('SET', KEYS[1], cjson.encode(record), 'KEEPTTL')
+else
+  redis.call('SET', KEYS[1], cjson.encode(record), 'EX', ARGV[3])
+end
+return {changed, cjson.encode(record)}
+"""

@@ -1,0 +1,147 @@
+"""Provider-facing endpoints: the same three handlers for every registered provider.
+
+Paths are fixed by the operator contract (`/twilio/voice`, `/vonage/answer`, ...): each
+provider names its own three endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from aiohttp import web
+
+from router.events import log_call_routed, log_rejected, log_unknown_number
+from router.inbound import Outcome
+from router.providers.base import (
+    MalformedWebhook,
+    Provider,
+    Rendered,
+    VerificationFailed,
+    WebhookRequest,
+)
+from router.state import INBOUND, SETTINGS
+
+log = structlog.get_logger("router.webhooks")
+
+DEFAULT_ENDPOINTS = ("voice", "fallback", "status")
+
+
+def signed_url(request: web.Request, public_url: str | None) -> str:
+    """The URL the provider signed: `ROUTER_PUBLIC_URL` (or the URL the request arrived
+    on, honouring X-Forwarded-Proto/Host) plus the path and query exactly as received.
+
+    Trusting forwarded headers is safe here: they only choose which URL a signature is
+    checked against, and a signature cannot be forged without the provider's key.
+    """
+    if public_url:
+        base = public_url.rstrip("/")
+    else:
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        base = f"{proto}://{host}"
+    return base + request.raw_path
+
+
+def respond(rendered: Rendered) -> web.Response:
+    return web.Response(
+        body=rendered.body, status=rendered.status, headers={"Content-Type": rendered.content_type}
+    )
+
+
+async def _snapshot(request: web.Request) -> WebhookRequest:
+    received = asyncio.get_running_loop().time()
+    body = await request.read()
+    return WebhookRequest.create(
+        method=request.method,
+        url=signed_url(request, request.app[SETTINGS].public_url),
+        headers=request.headers,
+        body=body,
+        received_at=received,
+        wall_time=time.time(),
+    )
+
+
+async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -> web.Response:
+    inbound = request.app[INBOUND]
+    req = await _snapshot(request)
+    number, cache_hit = await inbound.lookup(provider, req)
+    if number is None:
+        log_unknown_number(provider.name, req.path, provider.lookup_key(req))
+        return respond(provider.reject())
+    try:
+        await inbound.verify(provider, req, number)
+    except VerificationFailed as exc:
+        log_rejected(provider.name, req.path, exc.reason, number)
+        return web.Response(status=403, text="Forbidden: the request signature is not valid")
+    try:
+        call = provider.parse(req)
+    except MalformedWebhook as exc:
+        log.warning("webhook.malformed", provider=provider.name, path=req.path, reason=exc.reason)
+        return web.Response(status=400, text=f"Bad Request: {exc.reason}")
+    try:
+        if fallback:
+            outcome = Outcome(inbound.fallback(number))
+        else:
+            outcome = await inbound.decide(provider, number, call)
+        rendered = inbound.render(provider, outcome.decision, call, number)
+    except Exception:
+        # A fault of ours must still answer the call: apologise and hang up.
+        log.exception("webhook.failed", provider=provider.name, call_id=call.provider_call_id)
+        outcome = Outcome(inbound.apology())
+        rendered = inbound.render(provider, outcome.decision, call, number)
+    log_call_routed(
+        provider=provider.name,
+        call=call,
+        number=number,
+        decision=outcome.decision,
+        cache_hit=cache_hit,
+        latency_ms=(asyncio.get_running_loop().time() - req.received_at) * 1000,
+        replayed=outcome.replayed,
+        endpoint="fallback" if fallback else "voice",
+        warnings=rendered.warnings,
+    )
+    return respond(rendered)
+
+
+async def _status(request: web.Request, provider: Provider) -> web.Response:
+    inbound = request.app[INBOUND]
+    req = await _snapshot(request)
+    number, _ = await inbound.lookup(provider, req)
+    if number is None:
+        log_unknown_number(provider.name, req.path, provider.lookup_key(req))
+        return respond(provider.ack_status())
+    try:
+        await inbound.verify(provider, req, number)
+    except VerificationFailed as exc:
+        log_rejected(provider.name, req.path, exc.reason, number)
+        return web.Response(status=403, text="Forbidden: the request signature is not valid")
+    try:
+        event = provider.parse_status(req)
+    except MalformedWebhook as exc:
+        log.warning("webhook.malformed", provider=provider.name, path=req.path, reason=exc.reason)
+        return web.Response(status=400, text=f"Bad Request: {exc.reason}")
+    await inbound.status(number, event)
+    return respond(provider.ack_status())
+
+
+def provider_routes(provider: Provider) -> list[web.RouteDef]:
+    """The three endpoints of one provider, under `/{provider.name}/`."""
+    voice_name, fallback_name, status_name = getattr(provider, "endpoints", DEFAULT_ENDPOINTS)
+
+    async def voice(request: web.Request) -> web.Response:
+        return await _answer(request, provider, fallback=False)
+
+    async def fallback(request: web.Request) -> web.Response:
+        return await _answer(request, provider, fallback=True)
+
+    async def status(request: web.Request) -> web.Response:
+        return await _status(request, provider)
+
+    base = f"/{provider.name}"
+    routes: list[web.RouteDef] = []
+    for name, handler in ((voice_name, voice), (fallback_name, fallback), (status_name, status)):
+        routes.append(web.get(f"{base}/{name}", handler, allow_head=False))
+        routes.append(web.post(f"{base}/{name}", handler))
+    return routes

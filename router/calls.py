@@ -1,0 +1,239 @@
+"""Call records: what was decided for a provider call id, and how the call ended.
+
+A record is written when a decision took an assistant-request (its answer may not be
+asked for twice) or carries a transient assistant/squad/workflow for the runtime;
+static decisions are recomputed identically from the cached number, with no I/O.
+Records are keyed by the provider's call id and expire after `call_record_ttl_seconds`.
+
+With Redis, records and decision locks are shared by every worker; the embedded store
+keeps them in process (a single worker by design).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from router.store import keys
+from router.store.base import StoreUnavailable
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One call: its decision (wire form of `Decision`) and its latest status."""
+
+    call_id: str
+    provider: str
+    org_id: str
+    phone_number_id: str | None
+    router_call_id: str
+    from_number: str
+    to: str | None
+    decision: dict[str, Any] | None
+    status: str = "ringing"
+    final: bool = False
+    status_sequence: int = -1
+    duration_seconds: int | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "callId": self.call_id,
+            "provider": self.provider,
+            "orgId": self.org_id,
+            "phoneNumberId": self.phone_number_id,
+            "routerCallId": self.router_call_id,
+            "from": self.from_number,
+            "to": self.to,
+            "decision": self.decision,
+            "status": self.status,
+            "final": self.final,
+            "statusSequence": self.status_sequence,
+            "durationSeconds": self.duration_seconds,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> CallRecord:
+        return cls(
+            call_id=data["callId"],
+            provider=data["provider"],
+            org_id=data["orgId"],
+            phone_number_id=data.get("phoneNumberId"),
+            router_call_id=data.get("routerCallId", data["callId"]),
+            from_number=data.get("from", ""),
+            to=data.get("to"),
+            decision=data.get("decision"),
+            status=data.get("status", "ringing"),
+            final=bool(data.get("final", False)),
+            status_sequence=int(data.get("statusSequence", -1)),
+            duration_seconds=data.get("durationSeconds"),
+            created_at=float(data.get("createdAt", time.time())),
+            updated_at=float(data.get("updatedAt", time.time())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    status: str
+    final: bool
+    sequence: int | None
+    duration_seconds: int | None
+
+
+class CallRecords(abc.ABC):
+    """Where call records and decision locks live."""
+
+    def __init__(self, ttl_seconds: int) -> None:
+        self.ttl_seconds = ttl_seconds
+
+    @abc.abstractmethod
+    async def get(self, call_id: str) -> CallRecord | None: ...
+
+    @abc.abstractmethod
+    async def put(self, record: CallRecord) -> None:
+        """Write the record (first decision wins: an existing record is kept)."""
+
+    @abc.abstractmethod
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        """Take the right to decide this call; False when another worker holds it."""
+
+    @abc.abstractmethod
+    async def release(self, call_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        """Apply a status event; (record, whether the status changed). Creates from `base`."""
+
+
+def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
+    """The in-process twin of `keys.STATUS_SCRIPT`: final statuses stick, older events lose."""
+    changed = False
+    sequence = -1 if update.sequence is None else update.sequence
+    if not record.final and (sequence < 0 or sequence >= record.status_sequence):
+        changed = record.status != update.status
+        record.status, record.final = update.status, update.final
+        if update.sequence is not None:
+            record.status_sequence = update.sequence
+    if update.duration_seconds is not None:
+        record.duration_seconds = update.duration_seconds
+    record.updated_at = time.time()
+    return changed
+
+
+class MemoryCallRecords(CallRecords):
+    """In-process records for the embedded store: one worker, expiring entries."""
+
+    def __init__(self, ttl_seconds: int) -> None:
+        super().__init__(ttl_seconds)
+        self._records: dict[str, tuple[float, CallRecord]] = {}
+        self._locks: dict[str, float] = {}
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if len(self._records) > 10_000 or len(self._locks) > 10_000:
+            self._records = {k: v for k, v in self._records.items() if v[0] > now}
+            self._locks = {k: v for k, v in self._locks.items() if v > now}
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        item = self._records.get(call_id)
+        if item is None or item[0] <= time.monotonic():
+            return None
+        return item[1]
+
+    async def put(self, record: CallRecord) -> None:
+        self._expire()
+        if await self.get(record.call_id) is None:
+            expiry = time.monotonic() + self.ttl_seconds
+            self._records[record.call_id] = (expiry, record)
+
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        if self._locks.get(call_id, 0.0) > now:
+            return False
+        self._locks[call_id] = now + ttl_ms / 1000
+        return True
+
+    async def release(self, call_id: str) -> None:
+        self._locks.pop(call_id, None)
+
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        record = await self.get(base.call_id)
+        if record is None:
+            record = base
+            self._records[base.call_id] = (time.monotonic() + self.ttl_seconds, record)
+        return record, apply_status(record, update)
+
+
+class RedisCallRecords(CallRecords):
+    """Records and locks in Redis, shared by every worker."""
+
+    def __init__(self, client: Redis, ttl_seconds: int) -> None:
+        super().__init__(ttl_seconds)
+        self._client = client
+        self._status_script = client.register_script(keys.STATUS_SCRIPT)
+        self._token = f"{time.time_ns()}-{id(self)}"
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        try:
+            raw = await self._client.get(keys.call_record(call_id))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return None if raw is None else CallRecord.from_wire(orjson.loads(raw))
+
+    async def put(self, record: CallRecord) -> None:
+        try:
+            await self._client.set(
+                keys.call_record(record.call_id),
+                orjson.dumps(record.to_wire()),
+                ex=self.ttl_seconds,
+                nx=True,
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        try:
+            taken = await self._client.set(
+                keys.call_lock(call_id), self._token, px=ttl_ms + keys.CALL_LOCK_EXTRA_MS, nx=True
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return bool(taken)
+
+    async def release(self, call_id: str) -> None:
+        try:
+            await self._client.delete(keys.call_lock(call_id))
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        event = {
+            "status": update.status,
+            "final": update.final,
+            "sequence": update.sequence,
+            "durationSeconds": update.duration_seconds,
+            "updatedAt": time.time(),
+        }
+        try:
+            changed, raw = await self._status_script(
+                keys=[keys.call_record(base.call_id)],
+                args=[orjson.dumps(event), orjson.dumps(base.to_wire()), self.ttl_seconds],
+            )
+        except (TimeoutError, RedisError, OSError) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return CallRecord.from_wire(orjson.loads(raw)), bool(changed)

@@ -1,0 +1,107 @@
+"""The log events ops dashboards read, in one place (docs/events.md lists their fields).
+
+- `call.routed`: one per decided call.
+- `webhook.rejected`: a provider request that failed verification (never routed).
+- `webhook.unknown_number`: a call to a number no org configured (rejected unanswered).
+- `call.status`: a status callback applied to a call record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from router.calls import CallRecord
+from router.models.phone_numbers import AnyPhoneNumber
+from router.providers.base import StatusEvent
+from router.routing.decision import Decision
+from router.routing.inbound import InboundCall
+
+log = structlog.get_logger("router.calls")
+
+_caller_mode = "last4"
+
+
+def set_caller_mode(mode: str) -> None:
+    """How callers' numbers appear in logs: `full`, `last4` or `none` (ROUTER_LOG_CALLER)."""
+    global _caller_mode  # one process-wide setting, read on every call
+    _caller_mode = mode
+
+
+def mask_caller(number: str | None) -> str | None:
+    if number is None or _caller_mode == "full":
+        return number
+    if _caller_mode == "none":
+        return "[hidden]"
+    return "*" * max(len(number) - 4, 0) + number[-4:]
+
+
+def log_call_routed(
+    *,
+    provider: str,
+    call: InboundCall,
+    number: AnyPhoneNumber,
+    decision: Decision,
+    cache_hit: bool,
+    latency_ms: float,
+    replayed: bool,
+    endpoint: str,
+    warnings: tuple[str, ...] = (),
+) -> None:
+    facts = decision.assistant_request
+    fields: dict[str, Any] = {
+        "provider": provider,
+        "endpoint": endpoint,
+        "call_id": call.provider_call_id,
+        "router_call_id": call.id,
+        "org_id": number.org_id,
+        "phone_number_id": number.id,
+        "to": call.to_number or call.sip_uri,
+        "caller": mask_caller(call.from_number),
+        "route": decision.route,
+        "target": decision.target,
+        "ended_reason": decision.ended_reason,
+        "failure_reason": decision.failure_reason,
+        "assistant_request_outcome": facts.outcome if facts else None,
+        "assistant_request_attempts": facts.attempts if facts else 0,
+        "assistant_request_latency_ms": facts.latency_ms if facts else None,
+        "assistant_request_status": facts.http_status if facts else None,
+        "cache_hit": cache_hit,
+        "replayed": replayed,
+        "latency_ms": round(latency_ms, 2),
+        "trace": list(decision.trace),
+    }
+    if warnings:
+        fields["render_warnings"] = list(warnings)
+    log.info("call.routed", **fields)
+
+
+def log_rejected(provider: str, path: str, reason: str, number: AnyPhoneNumber | None) -> None:
+    log.warning(
+        "webhook.rejected",
+        provider=provider,
+        path=path,
+        reason=reason,
+        org_id=number.org_id if number else None,
+        phone_number_id=number.id if number else None,
+    )
+
+
+def log_unknown_number(provider: str, path: str, to: str | None) -> None:
+    log.info("webhook.unknown_number", provider=provider, path=path, to=to)
+
+
+def log_call_status(event: StatusEvent, record: CallRecord, changed: bool) -> None:
+    log.info(
+        "call.status",
+        provider=event.provider,
+        call_id=event.provider_call_id,
+        org_id=record.org_id,
+        phone_number_id=record.phone_number_id,
+        status=event.status,
+        final=event.is_final,
+        duration_seconds=event.duration_seconds,
+        sequence=event.sequence,
+        changed=changed,
+    )

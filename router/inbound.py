@@ -1,0 +1,302 @@
+"""The inbound pipeline, provider-neutral:
+
+    webhook → verify → parse → look up (cache) → decide → render → log `call.routed`
+
+Every answer leaves inside the provider's budget: the assistant-request is given the
+budget less a render margin, and a hard timeout behind it turns whatever is still
+pending into the failure branch. A provider retry of a call id that took an
+assistant-request replays the stored decision, on any worker, also while the first
+attempt is still deciding (a per-call lock in Redis, a future within the worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import structlog
+
+from router.cache import CredentialCache, NumberCache
+from router.calls import CallRecord, CallRecords, StatusUpdate
+from router.events import log_call_status
+from router.models.credentials import AnyCredential
+from router.models.phone_numbers import AnyPhoneNumber
+from router.orgs import Orgs
+from router.providers.base import (
+    Provider,
+    RenderContext,
+    Rendered,
+    StatusEvent,
+    WebhookRequest,
+)
+from router.routing import decision as reasons
+from router.routing.assistant_request import AssistantRequestClient, public_number
+from router.routing.decide import AssistantRequestResult, decide, failure_decision
+from router.routing.decision import Decision, Say
+from router.routing.inbound import InboundCall
+from router.settings import Settings
+from router.store.base import StoreUnavailable
+from router.tasks import BackgroundTasks
+
+log = structlog.get_logger("router.inbound")
+
+# Time kept back from the budget to render and send the answer.
+RENDER_MARGIN_SECONDS: Final = 0.2
+# How often a retry waiting for another worker's decision looks for it.
+POLL_SECONDS: Final = 0.025
+STATUS_FORWARD_TIMEOUT_SECONDS: Final = 5.0
+
+
+class _Probe:
+    """An assistant-request stand-in that only notes it was needed: static decisions
+    never call it, so they are made with no I/O at all."""
+
+    called = False
+
+    async def __call__(self, *_: Any) -> AssistantRequestResult:
+        self.called = True
+        return AssistantRequestResult("failed", "probe")
+
+
+async def _timed_out(*_: Any) -> AssistantRequestResult:
+    return AssistantRequestResult("failed", "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A decided call: the decision and how it was reached, for the log."""
+
+    decision: Decision
+    replayed: bool = False
+
+
+class Inbound:
+    """Runs the pipeline for every provider; one per app."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        orgs: Orgs,
+        numbers: NumberCache[AnyPhoneNumber],
+        credentials: CredentialCache[AnyCredential],
+        records: CallRecords,
+        requests: AssistantRequestClient,
+        tasks: BackgroundTasks,
+    ) -> None:
+        self.settings = settings
+        self.orgs = orgs
+        self.numbers = numbers
+        self.credentials = credentials
+        self.records = records
+        self.requests = requests
+        self.tasks = tasks
+        self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+
+    # --- the steps ----------------------------------------------------------------------------
+
+    async def lookup(
+        self, provider: Provider, req: WebhookRequest
+    ) -> tuple[AnyPhoneNumber | None, bool]:
+        """The called number and whether the cache answered without I/O."""
+        key = provider.lookup_key(req)
+        if key is None:
+            return None, False
+        hits = self.numbers.hits
+        timeout = min(2.0, provider.budget_seconds(self.settings) / 3)
+        try:
+            async with asyncio.timeout(timeout):
+                number = await self.numbers.get(key)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=key)
+            return None, False
+        return number, self.numbers.hits > hits
+
+    async def verify(self, provider: Provider, req: WebhookRequest, number: AnyPhoneNumber) -> None:
+        """Raise VerificationFailed unless the provider signed this request for this number."""
+        credentials: Sequence[AnyCredential] = ()
+        # Without the store, verification uses what the number itself holds, or fails closed.
+        with contextlib.suppress(StoreUnavailable):
+            credentials = await self.credentials.for_org(number.org_id)
+        provider.verify(req, number, credentials)
+
+    async def decide(
+        self, provider: Provider, number: AnyPhoneNumber, call: InboundCall
+    ) -> Outcome:
+        """The decision for `call`, inside the provider's budget."""
+        probe = _Probe()
+        decision = await self._decide(number, call, probe)
+        if not probe.called:
+            return Outcome(decision)
+        deadline = call.received_at + provider.budget_seconds(self.settings)
+        return await self._coordinated(number, call, deadline)
+
+    def fallback(self, number: AnyPhoneNumber) -> Decision:
+        """The provider's fallback URL: straight to the failure branch, no assistant-request."""
+        return failure_decision(
+            number, reasons.FAILED, apology=self.settings.apology_message, step="fallback-url"
+        )
+
+    def apology(self) -> Decision:
+        """What a call gets when router itself failed: the apology, then hang up."""
+        return Decision(Say(self.settings.apology_message), "say", reasons.FAILED, ("error",))
+
+    def render(
+        self, provider: Provider, decision: Decision, call: InboundCall, number: AnyPhoneNumber
+    ) -> Rendered:
+        ctx = RenderContext(
+            runtime_url=self.settings.runtime_url,
+            call_id=call.provider_call_id,
+            public_base=self.settings.public_url or "",
+        )
+        return provider.render(decision, call, number, ctx)
+
+    # --- deciding once per call id ------------------------------------------------------------
+
+    async def _decide(self, number: AnyPhoneNumber, call: InboundCall, requester: Any) -> Decision:
+        return await decide(
+            number,
+            call,
+            org_server=self.orgs.server(number.org_id),
+            assistant_request=requester,
+            apology=self.settings.apology_message,
+        )
+
+    async def _coordinated(
+        self, number: AnyPhoneNumber, call: InboundCall, deadline: float
+    ) -> Outcome:
+        call_id = call.provider_call_id
+        hard_stop = deadline - RENDER_MARGIN_SECONDS / 2
+        pending = self._inflight.get(call_id)
+        if pending is not None:
+            try:
+                async with asyncio.timeout_at(hard_stop):
+                    first = await asyncio.shield(pending)
+                return Outcome(first.decision, replayed=True)
+            except TimeoutError:
+                return Outcome(await self._decide(number, call, _timed_out))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[call_id] = future
+        try:
+            try:
+                async with asyncio.timeout_at(hard_stop):
+                    outcome = await self._once(number, call, deadline - RENDER_MARGIN_SECONDS)
+            except TimeoutError:
+                outcome = Outcome(await self._decide(number, call, _timed_out))
+            except Exception:
+                log.exception("inbound.decide_failed", call_id=call_id)
+                outcome = Outcome(await self._decide(number, call, _timed_out))
+            future.set_result(outcome)
+            return outcome
+        finally:
+            if not future.done():
+                future.set_result(Outcome(self.apology()))
+            self._inflight.pop(call_id, None)
+
+    async def _once(self, number: AnyPhoneNumber, call: InboundCall, deadline: float) -> Outcome:
+        """Replay a decision any worker made for this call id, or make it under a lock."""
+        call_id = call.provider_call_id
+        budget_ms = int(max(deadline - asyncio.get_running_loop().time(), 0.0) * 1000)
+        requester = self.requests.bind(
+            deadline=deadline,
+            org_id=number.org_id,
+            secret=self.orgs.server_secret(number.org_id),
+        )
+        try:
+            while True:
+                record = await self.records.get(call_id)
+                if record is not None and record.decision is not None:
+                    return Outcome(Decision.from_dict(record.decision), replayed=True)
+                if await self.records.claim(call_id, budget_ms):
+                    break
+                await asyncio.sleep(POLL_SECONDS)  # another worker is deciding this call
+        except StoreUnavailable as exc:
+            # Availability first: decide without coordination rather than drop the call.
+            log.warning("inbound.records_unavailable", call_id=call_id, detail=exc.detail)
+            return Outcome(await self._decide(number, call, requester))
+        try:
+            decision = await self._decide(number, call, requester)
+            await self.records.put(self._record(number, call, decision))
+        except StoreUnavailable as exc:
+            log.warning("inbound.record_not_written", call_id=call_id, detail=exc.detail)
+        finally:
+            self.tasks.spawn(self._release(call_id), name=f"release:{call_id}")
+        return Outcome(decision)
+
+    async def _release(self, call_id: str) -> None:
+        with contextlib.suppress(StoreUnavailable):  # the lock expires on its own
+            await self.records.release(call_id)
+
+    @staticmethod
+    def _record(number: AnyPhoneNumber, call: InboundCall, decision: Decision) -> CallRecord:
+        return CallRecord(
+            call_id=call.provider_call_id,
+            provider=call.provider,
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            router_call_id=call.id,
+            from_number=call.from_number,
+            to=call.to_number or call.sip_uri,
+            decision=decision.to_dict(),
+        )
+
+    # --- status callbacks ---------------------------------------------------------------------
+
+    async def status(self, number: AnyPhoneNumber, event: StatusEvent) -> CallRecord | None:
+        """Update the call record; forward `ringing` / `ended` to the server, off the
+        answer path."""
+        base = CallRecord(
+            call_id=event.provider_call_id,
+            provider=event.provider,
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            router_call_id=event.provider_call_id,
+            from_number=str(event.params.get("From", "")),
+            to=number.number,
+            decision=None,
+        )
+        update = StatusUpdate(event.status, event.is_final, event.sequence, event.duration_seconds)
+        try:
+            record, changed = await self.records.update_status(base, update)
+        except StoreUnavailable as exc:
+            log.warning(
+                "call.status_not_recorded", call_id=event.provider_call_id, detail=exc.detail
+            )
+            return None
+        log_call_status(event, record, changed)
+        forward = "ended" if event.is_final else ("ringing" if event.status == "ringing" else None)
+        server = number.server if number.server and number.server.url else None
+        server = server or self.orgs.server(number.org_id)
+        if changed and forward is not None and server is not None and server.url:
+            message = {
+                "type": "status-update",
+                "status": forward,
+                "timestamp": int(time.time() * 1000),
+                "call": {
+                    "id": record.router_call_id,
+                    "orgId": number.org_id,
+                    "type": "inboundPhoneCall",
+                    "phoneCallProvider": number.provider,
+                    "phoneCallProviderId": event.provider_call_id,
+                    "phoneNumberId": number.id,
+                    "status": forward,
+                    "providerStatus": event.status,
+                    "durationSeconds": record.duration_seconds,
+                },
+                "phoneNumber": public_number(number),
+                "customer": {"number": record.from_number},
+            }
+            self.tasks.spawn(
+                self.requests.notify(
+                    server,
+                    message,
+                    timeout_seconds=STATUS_FORWARD_TIMEOUT_SECONDS,
+                    secret=self.orgs.server_secret(number.org_id),
+                ),
+                name=f"status-update:{event.provider_call_id}",
+            )
+        return record
