@@ -50,6 +50,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from router.logs import configure_logging
+    from router.simulate import Request, SimulateError, simulate
+
+    settings = _settings(args)
+    configure_logging(settings.log_format, settings.log_level, stream=sys.stderr)
+    try:
+        response = json.loads(args.response) if args.response is not None else None
+    except ValueError as exc:
+        print(f"router: --response is not JSON: {exc}", file=sys.stderr)
+        return 2
+    request = Request(
+        caller=args.caller,
+        to=args.to,
+        sip_uri=args.sip_uri,
+        provider=args.provider,
+        number_file=args.number_file,
+        response=response,
+        offline=args.offline,
+        render=args.render,
+    )
+    try:
+        result = asyncio.run(simulate(settings, request))
+    except SimulateError as exc:
+        print(f"router: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="router",
@@ -70,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
     )
     serve.set_defaults(func=cmd_serve)
+
+    sim = add("simulate", "decide a call for a number and a caller, print the decision and trace")
+    sim.add_argument("--from", dest="caller", default="+15555550123", help="the caller's number")
+    target = sim.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", help="the called number (E.164), looked up in the store")
+    target.add_argument("--sip-uri", help="the called SIP URI (vapi numbers)")
+    target.add_argument(
+        "--number-file", type=Path, help="a number as JSON (the API's create shape)"
+    )
+    sim.add_argument(
+        "--provider", default="twilio", choices=["twilio", "telnyx", "vonage"], help="with --to"
+    )
+    sim.add_argument("--response", help="the server's assistant-request answer (JSON), not sent")
+    sim.add_argument("--offline", action="store_true", help="treat the server as unreachable")
+    sim.add_argument("--render", metavar="PROVIDER", help="also render the answer, e.g. twilio")
+    sim.set_defaults(func=cmd_simulate)
 
     check = add("check-config", "validate the settings and print what the worker would use")
     check.set_defaults(func=cmd_check_config)

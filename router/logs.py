@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -30,9 +30,10 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default or str).decode()
 
 
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
-    """Configure structlog once, at the edge (CLI)."""
-    use_console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog once, at the edge (CLI). Commands that print results log to stderr."""
+    out = stream or sys.stdout
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer()
         if use_console
@@ -49,12 +50,12 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
 
     # aiohttp and redis log through the standard library: same format, same stream.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

@@ -1,0 +1,131 @@
+"""`router simulate`: decide a call for a number and a caller, with no provider involved.
+
+The number comes from the store (by called number or SIP URI) or from a JSON file in
+the API's create shape. The assistant-request is really sent to the number's (or the
+org's) server, unless `--response` gives the server's answer or `--offline` treats the
+server as unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router.models.phone_numbers import AnyPhoneNumber, lookup_key, sip_lookup_key
+from router.orgs import Orgs
+from router.phone_numbers import CREATE_MODELS, parse_number
+from router.providers import PROVIDERS, RenderContext
+from router.routing.assistant_request import AssistantRequestClient
+from router.routing.decide import AssistantRequestResult, decide
+from router.routing.decision import Decision
+from router.routing.inbound import InboundCall
+from router.settings import DEFAULT_ORG_ID, Settings
+
+
+class SimulateError(Exception):
+    """The simulation cannot run (no such number, bad file); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    caller: str
+    to: str | None
+    sip_uri: str | None
+    provider: str
+    number_file: Path | None
+    response: dict[str, Any] | None
+    offline: bool
+    render: str | None
+
+
+def number_from_file(path: Path, org_id: str = DEFAULT_ORG_ID) -> AnyPhoneNumber:
+    """A number in the API's create shape, as a record of `org_id`."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SimulateError(f"{path}: {exc}") from None
+    provider = data.get("provider") if isinstance(data, dict) else None
+    if provider not in CREATE_MODELS:
+        raise SimulateError(f"{path}: provider must be one of {', '.join(CREATE_MODELS)}")
+    dto = CREATE_MODELS[provider].model_validate(data)
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return parse_number(
+        {**dto.wire(), "id": "simulated", "orgId": org_id, "createdAt": now, "updatedAt": now}
+    )
+
+
+async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
+    from router.app import make_store
+    from router.models.phone_numbers import secret_fields
+    from router.records import Codec
+    from router.secrets import SecretBox
+
+    store = make_store(settings)
+    await store.start()
+    try:
+        doc = await store.lookup(key)
+    finally:
+        await store.close()
+    if doc is None:
+        raise SimulateError(f"no number is configured for {key}")
+    box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+    return parse_number(Codec(box).open(doc, secret_fields(doc["provider"])))
+
+
+async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
+    """The decision (and optionally the rendered answer) as a JSON-ready dict."""
+    if request.number_file is not None:
+        number = number_from_file(request.number_file)
+    elif request.sip_uri:
+        number = await _number_from_store(settings, sip_lookup_key(request.sip_uri))
+    elif request.to:
+        number = await _number_from_store(settings, f"{request.provider}:{request.to}")
+    else:
+        raise SimulateError("give --to, --sip-uri or --number-file")
+    loop = asyncio.get_running_loop()
+    call = InboundCall(
+        provider=number.provider if number.provider != "byo-phone-number" else "sip",
+        provider_call_id=f"SIM{int(time.time() * 1000)}",
+        from_number=request.caller,
+        to_number=getattr(number, "number", None),
+        received_at=loop.time(),
+        sip_uri=getattr(number, "sip_uri", None),
+    )
+    orgs = Orgs(settings.all_orgs())
+    budget = settings.twilio_budget_seconds
+
+    async def canned(*_: Any) -> AssistantRequestResult:
+        if request.offline:
+            return AssistantRequestResult("failed", "transport", attempts=1)
+        return AssistantRequestResult("ok", body=request.response, attempts=1, http_status=200)
+
+    async with AssistantRequestClient() as client:
+        requester: Any = (
+            canned
+            if request.offline or request.response is not None
+            else client.bind(
+                deadline=call.received_at + budget,
+                org_id=number.org_id,
+                secret=orgs.server_secret(number.org_id),
+            )
+        )
+        decision: Decision = await decide(
+            number,
+            call,
+            org_server=orgs.server(number.org_id),
+            assistant_request=requester,
+            apology=settings.apology_message,
+        )
+    out: dict[str, Any] = {"number": lookup_key(number), "caller": request.caller}
+    out["decision"] = decision.to_dict()
+    if request.render:
+        provider = PROVIDERS.get(request.render)
+        if provider is None:
+            raise SimulateError(f"--render takes one of {', '.join(PROVIDERS)}")
+        ctx = RenderContext(settings.runtime_url, call.provider_call_id, settings.public_url or "")
+        out["rendered"] = provider.render(decision, call, number, ctx).body.decode()
+    return out
