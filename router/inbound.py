@@ -122,7 +122,7 @@ class Inbound:
         # Without the store, verification uses what the number itself holds, or fails closed.
         with contextlib.suppress(StoreUnavailable):
             credentials = await self.credentials.for_org(number.org_id)
-        provider.verify(req, number, credentials)
+        provider.verify(req, number, credentials, self.settings)
 
     async def decide(
         self, provider: Provider, number: AnyPhoneNumber, call: InboundCall

@@ -25,8 +25,6 @@ from router.state import INBOUND, SETTINGS
 
 log = structlog.get_logger("router.webhooks")
 
-DEFAULT_ENDPOINTS = ("voice", "fallback", "status")
-
 
 def signed_url(request: web.Request, public_url: str | None) -> str:
     """The URL the provider signed: `ROUTER_PUBLIC_URL` (or the URL the request arrived
@@ -128,7 +126,6 @@ async def _status(request: web.Request, provider: Provider) -> web.Response:
 
 def provider_routes(provider: Provider) -> list[web.RouteDef]:
     """The three endpoints of one provider, under `/{provider.name}/`."""
-    voice_name, fallback_name, status_name = getattr(provider, "endpoints", DEFAULT_ENDPOINTS)
 
     async def voice(request: web.Request) -> web.Response:
         return await _answer(request, provider, fallback=False)
@@ -139,9 +136,10 @@ def provider_routes(provider: Provider) -> list[web.RouteDef]:
     async def status(request: web.Request) -> web.Response:
         return await _status(request, provider)
 
-    base = f"/{provider.name}"
+    handlers = {"voice": voice, "fallback": fallback, "status": status}
     routes: list[web.RouteDef] = []
-    for name, handler in ((voice_name, voice), (fallback_name, fallback), (status_name, status)):
-        routes.append(web.get(f"{base}/{name}", handler, allow_head=False))
-        routes.append(web.post(f"{base}/{name}", handler))
+    for role, segment in provider.endpoints.items():
+        path = f"/{provider.name}/{segment}"
+        routes.append(web.get(path, handlers[role], allow_head=False))
+        routes.append(web.post(path, handlers[role]))
     return routes

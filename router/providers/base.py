@@ -20,6 +20,11 @@ from router.routing.decision import Decision
 from router.routing.inbound import InboundCall
 from router.settings import Settings
 
+STANDARD_ENDPOINTS: Final[Mapping[str, str]] = {
+    "voice": "voice",
+    "fallback": "fallback",
+    "status": "status",
+}
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 # The call statuses every provider's status events are normalised to.
 CALL_STATUSES: Final = (
@@ -158,6 +163,11 @@ class Provider(Protocol):
     def number_provider(self) -> str:
         """The phone-number `provider` this webhook dialect serves."""
 
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        """Path segments under `/{name}/` for `voice`, `fallback` and `status`; a provider
+        without one of them leaves it out (the SIP edge serves only `voice` at `route`)."""
+
     def budget_seconds(self, settings: Settings) -> float:
         """How long the provider waits for an answer, minus a margin."""
 
@@ -168,9 +178,16 @@ class Provider(Protocol):
         """The provider's call id, or None when absent."""
 
     def verify(
-        self, req: WebhookRequest, number: AnyPhoneNumber, credentials: Sequence[AnyCredential]
+        self,
+        req: WebhookRequest,
+        number: AnyPhoneNumber,
+        credentials: Sequence[AnyCredential],
+        settings: Settings | None = None,
     ) -> None:
-        """Raise VerificationFailed unless the request is signed for this number."""
+        """Raise VerificationFailed unless the request is signed for this number.
+
+        `credentials` are the number's org's credentials; `settings` carry deployment-wide
+        secrets (e.g. the SIP edge's shared secret)."""
 
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call; raises MalformedWebhook."""

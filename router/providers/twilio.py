@@ -34,6 +34,7 @@ from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber
 from router.providers import twiml
 from router.providers.base import (
     FINAL_STATUSES,
+    STANDARD_ENDPOINTS,
     MalformedWebhook,
     RenderContext,
     Rendered,
@@ -142,6 +143,7 @@ class TwilioProvider:
 
     name: Final = "twilio"
     number_provider: Final = "twilio"
+    endpoints: Final = STANDARD_ENDPOINTS
 
     def budget_seconds(self, settings: Settings) -> float:
         """`twilio_budget_seconds`: Twilio waits 15 s in all, retries included."""
@@ -157,7 +159,11 @@ class TwilioProvider:
         return _one(_lenient_fields(req), "CallSid") or None
 
     def verify(
-        self, req: WebhookRequest, number: AnyPhoneNumber, credentials: Sequence[AnyCredential]
+        self,
+        req: WebhookRequest,
+        number: AnyPhoneNumber,
+        credentials: Sequence[AnyCredential],
+        settings: Settings | None = None,
     ) -> None:
         """Check X-Twilio-Signature and that `AccountSid` is the number's account.
 
