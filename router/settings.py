@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     sip_budget_seconds: float = Field(default=7.5, gt=0, le=30)
     apology_message: str = "Sorry, we cannot take your call right now. Please try again later."
     call_record_ttl_seconds: int = Field(default=86_400, ge=60)
+    # Shared secret a SIP edge sends as `Authorization: Bearer ...` to `/sip/route`.
+    # Unset: the SIP edge endpoint refuses every request (fail closed).
+    sip_edge_secret: SecretStr | None = None
     # Set VoiceUrl/StatusCallback on Twilio numbers when they are created or updated.
     wire_provider_numbers: bool = False
     twilio_api_base_url: str | None = None
@@ -65,7 +68,15 @@ class Settings(BaseSettings):
     redis_connect_retries: int = Field(default=5, ge=0)
     redis_retry_delay_seconds: float = Field(default=1.0, ge=0)
 
-    @field_validator("public_url", "redis_url", "orgs_file", "secret_key", "api_key", mode="before")
+    @field_validator(
+        "public_url",
+        "redis_url",
+        "orgs_file",
+        "secret_key",
+        "api_key",
+        "sip_edge_secret",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -55,7 +56,13 @@ def _operation(op_id: str, summary: str, **extra: Any) -> dict[str, Any]:
 
 
 def build_document() -> dict[str, Any]:
-    """The whole API's OpenAPI document."""
+    """The whole API's OpenAPI document (a fresh copy: callers may change theirs)."""
+    return copy.deepcopy(_document())
+
+
+@cache
+def _document() -> dict[str, Any]:
+    # Parsing the seed and generating the credential schemas costs ~0.2 s: once per process.
     doc = _seed()
     schemas = doc["components"]["schemas"]
     schemas["ImportTwilioPhoneNumberDTO"] = _import_dto()
