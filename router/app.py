@@ -12,14 +12,15 @@ from router.api import credentials as credentials_api
 from router.api import health as health_api
 from router.api import openapi as openapi_api
 from router.api import phone_numbers as phone_numbers_api
-from router.api.middleware import error_middleware
+from router.api.middleware import error_middleware, metrics_middleware
 from router.api.openapi import build_document
 from router.api.webhooks import provider_routes
 from router.cache import CredentialCache, NumberCache
 from router.calls import CallRecords, MemoryCallRecords, RedisCallRecords
 from router.credentials import Credentials
-from router.events import set_caller_mode
+from router.events import Events, set_caller_mode
 from router.inbound import Inbound
+from router.metrics import Metrics
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.orgs import Orgs
@@ -34,6 +35,7 @@ from router.state import (
     CREDENTIAL_CACHE,
     CREDENTIALS,
     INBOUND,
+    METRICS,
     NUMBER_CACHE,
     OPENAPI,
     ORGS,
@@ -43,6 +45,7 @@ from router.state import (
 )
 from router.store.base import Store
 from router.tasks import BackgroundTasks
+from router.wiring import TwilioWiring
 
 log = structlog.get_logger("router.app")
 
@@ -92,18 +95,27 @@ async def _inbound_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     """The worker's aiohttp application over one settings object."""
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, error_middleware],
+    )
     the_store = store if store is not None else make_store(settings)
     codec = Codec(
         SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
     )
     credentials = Credentials(the_store, codec)
-    phone_numbers = PhoneNumbers(the_store, codec, credentials, sip_domain=settings.sip_domain)
+    wiring = TwilioWiring.from_settings(settings, credentials)  # None unless switched on
+    phone_numbers = PhoneNumbers(
+        the_store, codec, credentials, sip_domain=settings.sip_domain, wiring=wiring
+    )
     orgs = Orgs(settings.all_orgs())
     if not orgs.has_keys:
         log.warning("api.no_keys", detail="no API keys configured: the API refuses every request")
 
+    metrics = Metrics()
+    the_store.on_invalidation(lambda _: metrics.cache_invalidations.inc(), metrics.cache_resets.inc)
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app[ORGS] = orgs
     app[STORE] = the_store
     app[CREDENTIALS] = credentials
@@ -121,10 +133,13 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         records=app[CALL_RECORDS],
         requests=AssistantRequestClient(),
         tasks=BackgroundTasks(),
+        events=Events(metrics),
     )
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_inbound_ctx)
+    if wiring is not None:
+        app.cleanup_ctx.append(wiring.lifespan)
     app.add_routes(phone_numbers_api.routes)
     app.add_routes(credentials_api.routes)
     app.add_routes(openapi_api.routes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,22 +22,58 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    workers = args.workers if args.workers is not None else settings.workers
+    if workers < 1:
+        print("router: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if workers == 1:
+        _serve_one(settings, host=args.host, port=args.port)
+        return 0
+    if not settings.redis_url:
+        print(
+            "router: --workers > 1 needs ROUTER_REDIS_URL: the embedded store belongs to one "
+            "process (workers share numbers, call records and invalidations through Redis)",
+            file=sys.stderr,
+        )
+        return 2
+    from router.workers import Supervisor, bind, prepare_metrics_dir
+
+    prepare_metrics_dir()  # before prometheus-client is imported anywhere
+    sock = bind(args.host, args.port)
+    return Supervisor(workers, sock, lambda s: _serve_one(settings, sock=s)).run()
+
+
+def _serve_one(
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    sock: socket.socket | None = None,
+) -> None:
     from aiohttp import web
 
     from router.app import create_app
     from router.logs import configure_logging
 
-    settings = _settings(args)
     configure_logging(settings.log_format, settings.log_level)
+    # In-flight webhooks get their whole budget to finish after SIGTERM (graceful shutdown).
+    grace = max(
+        settings.twilio_budget_seconds,
+        settings.telnyx_budget_seconds,
+        settings.vonage_budget_seconds,
+        settings.sip_budget_seconds,
+    )
     web.run_app(
         create_app(settings),
-        host=args.host,
-        port=args.port,
+        host=host,
+        port=port,
+        sock=sock,
         access_log=None,
         print=None,
-        shutdown_timeout=settings.twilio_budget_seconds + 2,
+        shutdown_timeout=grace + 2,
+        handle_signals=True,
     )
-    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -101,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=DEFAULT_HOST, help=f"interface (default {DEFAULT_HOST})")
     serve.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes sharing the port (default ROUTER_WORKERS or 1; >1 needs Redis)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -1,4 +1,5 @@
-"""The log events ops dashboards read, in one place (docs/events.md lists their fields).
+"""What ops dashboards read, in one place: each event is logged and counted together
+(docs/events.md lists the log fields, docs/metrics.md the metrics).
 
 - `call.routed`: one per decided call.
 - `webhook.rejected`: a provider request that failed verification (never routed).
@@ -13,6 +14,7 @@ from typing import Any
 import structlog
 
 from router.calls import CallRecord
+from router.metrics import Metrics
 from router.models.phone_numbers import AnyPhoneNumber
 from router.providers.base import StatusEvent
 from router.routing.decision import Decision
@@ -37,71 +39,91 @@ def mask_caller(number: str | None) -> str | None:
     return "*" * max(len(number) - 4, 0) + number[-4:]
 
 
-def log_call_routed(
-    *,
-    provider: str,
-    call: InboundCall,
-    number: AnyPhoneNumber,
-    decision: Decision,
-    cache_hit: bool,
-    latency_ms: float,
-    replayed: bool,
-    endpoint: str,
-    warnings: tuple[str, ...] = (),
-) -> None:
-    facts = decision.assistant_request
-    fields: dict[str, Any] = {
-        "provider": provider,
-        "endpoint": endpoint,
-        "call_id": call.provider_call_id,
-        "router_call_id": call.id,
-        "org_id": number.org_id,
-        "phone_number_id": number.id,
-        "to": call.to_number or call.sip_uri,
-        "caller": mask_caller(call.from_number),
-        "route": decision.route,
-        "target": decision.target,
-        "ended_reason": decision.ended_reason,
-        "failure_reason": decision.failure_reason,
-        "assistant_request_outcome": facts.outcome if facts else None,
-        "assistant_request_attempts": facts.attempts if facts else 0,
-        "assistant_request_latency_ms": facts.latency_ms if facts else None,
-        "assistant_request_status": facts.http_status if facts else None,
-        "cache_hit": cache_hit,
-        "replayed": replayed,
-        "latency_ms": round(latency_ms, 2),
-        "trace": list(decision.trace),
-    }
-    if warnings:
-        fields["render_warnings"] = list(warnings)
-    log.info("call.routed", **fields)
+class Events:
+    """Logs each event (structlog) and records it in the metrics."""
 
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
 
-def log_rejected(provider: str, path: str, reason: str, number: AnyPhoneNumber | None) -> None:
-    log.warning(
-        "webhook.rejected",
-        provider=provider,
-        path=path,
-        reason=reason,
-        org_id=number.org_id if number else None,
-        phone_number_id=number.id if number else None,
-    )
+    def call_routed(
+        self,
+        *,
+        provider: str,
+        call: InboundCall,
+        number: AnyPhoneNumber,
+        decision: Decision,
+        cache_hit: bool,
+        latency_ms: float,
+        replayed: bool,
+        endpoint: str,
+        warnings: tuple[str, ...] = (),
+    ) -> None:
+        facts = decision.assistant_request
+        m = self.metrics
+        m.calls.labels(provider, decision.route, decision.ended_reason or "").inc()
+        m.decision_seconds.labels(provider, decision.route).observe(latency_ms / 1000)
+        if replayed:
+            m.replays.labels(provider).inc()
+        elif facts is not None:
+            m.assistant_requests.labels(facts.outcome).inc()
+            m.assistant_request_seconds.labels(facts.outcome).observe(facts.latency_ms / 1000)
+        fields: dict[str, Any] = {
+            "provider": provider,
+            "endpoint": endpoint,
+            "call_id": call.provider_call_id,
+            "router_call_id": call.id,
+            "org_id": number.org_id,
+            "phone_number_id": number.id,
+            "to": call.to_number or call.sip_uri,
+            "caller": mask_caller(call.from_number),
+            "route": decision.route,
+            "target": decision.target,
+            "ended_reason": decision.ended_reason,
+            "failure_reason": decision.failure_reason,
+            "assistant_request_outcome": facts.outcome if facts else None,
+            "assistant_request_attempts": facts.attempts if facts else 0,
+            "assistant_request_latency_ms": facts.latency_ms if facts else None,
+            "assistant_request_status": facts.http_status if facts else None,
+            "cache_hit": cache_hit,
+            "replayed": replayed,
+            "latency_ms": round(latency_ms, 2),
+            "trace": list(decision.trace),
+        }
+        if warnings:
+            fields["render_warnings"] = list(warnings)
+        log.info("call.routed", **fields)
 
+    def lookup(self, hit: bool) -> None:
+        self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
 
-def log_unknown_number(provider: str, path: str, to: str | None) -> None:
-    log.info("webhook.unknown_number", provider=provider, path=path, to=to)
+    def rejected(
+        self, provider: str, path: str, reason: str, number: AnyPhoneNumber | None
+    ) -> None:
+        self.metrics.webhook_rejections.labels(provider, reason).inc()
+        log.warning(
+            "webhook.rejected",
+            provider=provider,
+            path=path,
+            reason=reason,
+            org_id=number.org_id if number else None,
+            phone_number_id=number.id if number else None,
+        )
 
+    def unknown_number(self, provider: str, path: str, key: str | None) -> None:
+        self.metrics.unknown_numbers.labels(provider).inc()
+        log.info("webhook.unknown_number", provider=provider, path=path, to=key)
 
-def log_call_status(event: StatusEvent, record: CallRecord, changed: bool) -> None:
-    log.info(
-        "call.status",
-        provider=event.provider,
-        call_id=event.provider_call_id,
-        org_id=record.org_id,
-        phone_number_id=record.phone_number_id,
-        status=event.status,
-        final=event.is_final,
-        duration_seconds=event.duration_seconds,
-        sequence=event.sequence,
-        changed=changed,
-    )
+    def call_status(self, event: StatusEvent, record: CallRecord, changed: bool) -> None:
+        self.metrics.status_events.labels(event.provider, event.status).inc()
+        log.info(
+            "call.status",
+            provider=event.provider,
+            call_id=event.provider_call_id,
+            org_id=record.org_id,
+            phone_number_id=record.phone_number_id,
+            status=event.status,
+            final=event.is_final,
+            duration_seconds=event.duration_seconds,
+            sequence=event.sequence,
+            changed=changed,
+        )

@@ -22,7 +22,7 @@ import structlog
 
 from router.cache import CredentialCache, NumberCache
 from router.calls import CallRecord, CallRecords, StatusUpdate
-from router.events import log_call_status
+from router.events import Events
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.orgs import Orgs
@@ -87,6 +87,7 @@ class Inbound:
         records: CallRecords,
         requests: AssistantRequestClient,
         tasks: BackgroundTasks,
+        events: Events,
     ) -> None:
         self.settings = settings
         self.orgs = orgs
@@ -95,6 +96,7 @@ class Inbound:
         self.records = records
         self.requests = requests
         self.tasks = tasks
+        self.events = events
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
 
     # --- the steps ----------------------------------------------------------------------------
@@ -114,7 +116,9 @@ class Inbound:
         except (StoreUnavailable, TimeoutError):
             log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=key)
             return None, False
-        return number, self.numbers.hits > hits
+        hit = self.numbers.hits > hits
+        self.events.lookup(hit)
+        return number, hit
 
     async def verify(self, provider: Provider, req: WebhookRequest, number: AnyPhoneNumber) -> None:
         """Raise VerificationFailed unless the provider signed this request for this number."""
@@ -267,7 +271,7 @@ class Inbound:
                 "call.status_not_recorded", call_id=event.provider_call_id, detail=exc.detail
             )
             return None
-        log_call_status(event, record, changed)
+        self.events.call_status(event, record, changed)
         forward = "ended" if event.is_final else ("ringing" if event.status == "ringing" else None)
         server = number.server if number.server and number.server.url else None
         server = server or self.orgs.server(number.org_id)

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     orgs_file: Path | None = None
     orgs: list[OrgConfig] = Field(default_factory=list)
 
+    # Worker processes of `router serve` (the --workers flag wins).
+    workers: int = Field(default=1, ge=1, le=64)
     # Domain on which `vapi` numbers without a sipUri get one generated.
     sip_domain: str = "sip.router.local"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -63,6 +65,8 @@ class Settings(BaseSettings):
     # Set VoiceUrl/StatusCallback on Twilio numbers when they are created or updated.
     wire_provider_numbers: bool = False
     twilio_api_base_url: str | None = None
+    # Deadline of one wiring exchange with Twilio's REST API (an API write waits for it).
+    twilio_api_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
 
     # Redis start-up: bounded, logged retries (arq's create_pool habit).
     redis_connect_retries: int = Field(default=5, ge=0)

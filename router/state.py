@@ -10,6 +10,7 @@ from router.cache import CredentialCache, NumberCache
 from router.calls import CallRecords
 from router.credentials import Credentials
 from router.inbound import Inbound
+from router.metrics import Metrics
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.orgs import Orgs
@@ -27,3 +28,4 @@ OPENAPI = web.AppKey("openapi", dict[str, Any])
 CREDENTIAL_CACHE = web.AppKey("credential_cache", CredentialCache[AnyCredential])
 CALL_RECORDS = web.AppKey("call_records", CallRecords)
 INBOUND = web.AppKey("inbound", Inbound)
+METRICS = web.AppKey("metrics", Metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from http import HTTPStatus
 
 import orjson
@@ -11,6 +12,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from router.errors import ApiError, validation_messages
+from router.state import METRICS
 from router.store.base import StoreUnavailable
 
 log = structlog.get_logger("router.api")
@@ -59,3 +61,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # A fault of ours, not bad input: logged once here, answered in the shape clients parse.
         log.exception("api.unhandled_error", method=request.method, path=request.path)
         return error_response(ApiError(500, "Internal server error"))
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route template and status; time it."""
+    metrics = request.app[METRICS]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics.api_requests.labels(request.method, route, str(status)).inc()
+        metrics.api_request_seconds.labels(request.method, route).observe(
+            time.perf_counter() - started
+        )

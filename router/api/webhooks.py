@@ -12,7 +12,6 @@ import time
 import structlog
 from aiohttp import web
 
-from router.events import log_call_routed, log_rejected, log_unknown_number
 from router.inbound import Outcome
 from router.providers.base import (
     MalformedWebhook,
@@ -66,12 +65,12 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
     req = await _snapshot(request)
     number, cache_hit = await inbound.lookup(provider, req)
     if number is None:
-        log_unknown_number(provider.name, req.path, provider.lookup_key(req))
+        inbound.events.unknown_number(provider.name, req.path, provider.lookup_key(req))
         return respond(provider.reject())
     try:
         await inbound.verify(provider, req, number)
     except VerificationFailed as exc:
-        log_rejected(provider.name, req.path, exc.reason, number)
+        inbound.events.rejected(provider.name, req.path, exc.reason, number)
         return web.Response(status=403, text="Forbidden: the request signature is not valid")
     try:
         call = provider.parse(req)
@@ -89,7 +88,7 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
         log.exception("webhook.failed", provider=provider.name, call_id=call.provider_call_id)
         outcome = Outcome(inbound.apology())
         rendered = inbound.render(provider, outcome.decision, call, number)
-    log_call_routed(
+    inbound.events.call_routed(
         provider=provider.name,
         call=call,
         number=number,
@@ -108,12 +107,12 @@ async def _status(request: web.Request, provider: Provider) -> web.Response:
     req = await _snapshot(request)
     number, _ = await inbound.lookup(provider, req)
     if number is None:
-        log_unknown_number(provider.name, req.path, provider.lookup_key(req))
+        inbound.events.unknown_number(provider.name, req.path, provider.lookup_key(req))
         return respond(provider.ack_status())
     try:
         await inbound.verify(provider, req, number)
     except VerificationFailed as exc:
-        log_rejected(provider.name, req.path, exc.reason, number)
+        inbound.events.rejected(provider.name, req.path, exc.reason, number)
         return web.Response(status=403, text="Forbidden: the request signature is not valid")
     try:
         event = provider.parse_status(req)
@@ -128,10 +127,12 @@ def provider_routes(provider: Provider) -> list[web.RouteDef]:
     """The three endpoints of one provider, under `/{provider.name}/`."""
 
     async def voice(request: web.Request) -> web.Response:
-        return await _answer(request, provider, fallback=False)
+        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
+            return await _answer(request, provider, fallback=False)
 
     async def fallback(request: web.Request) -> web.Response:
-        return await _answer(request, provider, fallback=True)
+        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
+            return await _answer(request, provider, fallback=True)
 
     async def status(request: web.Request) -> web.Response:
         return await _status(request, provider)

@@ -1,0 +1,134 @@
+"""Prometheus metrics (docs/metrics.md): one registry per app, names with units.
+
+With `router serve --workers N` the workers share one port, so a scrape reaches one of
+them: the parent sets `PROMETHEUS_MULTIPROC_DIR` and `/metrics` then aggregates every
+worker's values (prometheus-client's multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# Webhook answers must stay far below the providers' budgets: resolution where it matters.
+LATENCY_BUCKETS: Final = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 4.0, 5.0, 7.5, 10.0,
+)  # fmt: skip
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Metrics:
+    """Every metric router exports."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.calls = Counter(
+            "router_calls_total",
+            "Decided inbound calls.",
+            ["provider", "route", "ended_reason"],
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "router_decision_seconds",
+            "Time from webhook arrival to the answer being ready.",
+            ["provider", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.assistant_requests = Counter(
+            "router_assistant_requests_total",
+            "assistant-request exchanges by outcome (ok, timeout, transport, http-NNN, ...).",
+            ["outcome"],
+            registry=r,
+        )
+        self.assistant_request_seconds = Histogram(
+            "router_assistant_request_seconds",
+            "assistant-request latency, all attempts included.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.replays = Counter(
+            "router_decision_replays_total",
+            "Provider retries answered with an earlier decision.",
+            ["provider"],
+            registry=r,
+        )
+        self.cache_lookups = Counter(
+            "router_cache_lookups_total",
+            "Number lookups by the webhook path: hit (no I/O) or miss.",
+            ["result"],
+            registry=r,
+        )
+        self.cache_invalidations = Counter(
+            "router_cache_invalidations_total",
+            "Invalidations applied to the number cache.",
+            registry=r,
+        )
+        self.cache_resets = Counter(
+            "router_cache_resets_total",
+            "Times the cache went stale because invalidations may have been missed.",
+            registry=r,
+        )
+        self.webhook_rejections = Counter(
+            "router_webhook_rejections_total",
+            "Provider requests refused (403) by signature verification.",
+            ["provider", "reason"],
+            registry=r,
+        )
+        self.unknown_numbers = Counter(
+            "router_unknown_numbers_total",
+            "Calls to numbers no org configured (rejected unanswered).",
+            ["provider"],
+            registry=r,
+        )
+        self.status_events = Counter(
+            "router_status_events_total",
+            "Provider status callbacks by normalised status.",
+            ["provider", "status"],
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "router_api_requests_total",
+            "REST API requests by route template and status code.",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.api_request_seconds = Histogram(
+            "router_api_request_seconds",
+            "REST API latency.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight_webhooks = Gauge(
+            "router_inflight_webhooks",
+            "Provider webhooks being answered now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.store_up = Gauge(
+            "router_store_up",
+            "1 when the store answered its last call (and Redis pub/sub is subscribed).",
+            registry=r,
+            multiprocess_mode="min",
+        )
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition: this app's registry, or every worker's in multiprocess mode."""
+        if os.environ.get(MULTIPROCESS_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
