@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
 from router.inbound import Outcome
+from router.models.phone_numbers import AnyPhoneNumber
 from router.providers.base import (
     MalformedWebhook,
     Provider,
@@ -60,23 +62,50 @@ async def _snapshot(request: web.Request) -> WebhookRequest:
     )
 
 
-async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -> web.Response:
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    req: WebhookRequest
+    number: AnyPhoneNumber
+    cache_hit: bool
+
+
+async def _verified(
+    request: web.Request, provider: Provider, *, unknown: Rendered
+) -> _Verified | web.Response:
+    """Snapshot, look up and verify: the request, or the answer that ends it here.
+
+    An unknown number gets `unknown` (the provider's reject, or a status ack); a request
+    that fails verification gets 403 and a `webhook.rejected` event, and goes no further.
+    """
     inbound = request.app[INBOUND]
     req = await _snapshot(request)
     number, cache_hit = await inbound.lookup(provider, req)
     if number is None:
         inbound.events.unknown_number(provider.name, req.path, provider.lookup_key(req))
-        return respond(provider.reject())
+        return respond(unknown)
     try:
         await inbound.verify(provider, req, number)
     except VerificationFailed as exc:
         inbound.events.rejected(provider.name, req.path, exc.reason, number)
         return web.Response(status=403, text="Forbidden: the request signature is not valid")
+    return _Verified(req, number, cache_hit)
+
+
+def _malformed(provider: Provider, req: WebhookRequest, exc: MalformedWebhook) -> web.Response:
+    log.warning("webhook.malformed", provider=provider.name, path=req.path, reason=exc.reason)
+    return web.Response(status=400, text=f"Bad Request: {exc.reason}")
+
+
+async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -> web.Response:
+    inbound = request.app[INBOUND]
+    verified = await _verified(request, provider, unknown=provider.reject())
+    if isinstance(verified, web.Response):
+        return verified
+    req, number = verified.req, verified.number
     try:
         call = provider.parse(req)
     except MalformedWebhook as exc:
-        log.warning("webhook.malformed", provider=provider.name, path=req.path, reason=exc.reason)
-        return web.Response(status=400, text=f"Bad Request: {exc.reason}")
+        return _malformed(provider, req, exc)
     try:
         if fallback:
             outcome = Outcome(inbound.fallback(number))
@@ -93,7 +122,7 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
         call=call,
         number=number,
         decision=outcome.decision,
-        cache_hit=cache_hit,
+        cache_hit=verified.cache_hit,
         latency_ms=(asyncio.get_running_loop().time() - req.received_at) * 1000,
         replayed=outcome.replayed,
         endpoint="fallback" if fallback else "voice",
@@ -103,23 +132,14 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
 
 
 async def _status(request: web.Request, provider: Provider) -> web.Response:
-    inbound = request.app[INBOUND]
-    req = await _snapshot(request)
-    number, _ = await inbound.lookup(provider, req)
-    if number is None:
-        inbound.events.unknown_number(provider.name, req.path, provider.lookup_key(req))
-        return respond(provider.ack_status())
+    verified = await _verified(request, provider, unknown=provider.ack_status())
+    if isinstance(verified, web.Response):
+        return verified
     try:
-        await inbound.verify(provider, req, number)
-    except VerificationFailed as exc:
-        inbound.events.rejected(provider.name, req.path, exc.reason, number)
-        return web.Response(status=403, text="Forbidden: the request signature is not valid")
-    try:
-        event = provider.parse_status(req)
+        event = provider.parse_status(verified.req)
     except MalformedWebhook as exc:
-        log.warning("webhook.malformed", provider=provider.name, path=req.path, reason=exc.reason)
-        return web.Response(status=400, text=f"Bad Request: {exc.reason}")
-    await inbound.status(number, event)
+        return _malformed(provider, verified.req, exc)
+    await request.app[INBOUND].status(verified.number, event)
     return respond(provider.ack_status())
 
 
