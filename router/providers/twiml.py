@@ -69,16 +69,26 @@ def say(text: str) -> str:
     return f"<Say>{xml_text(text)}</Say>" if text.strip() else ""
 
 
-def connect_stream(url: str, parameters: Iterable[tuple[str, str]], warnings: list[str]) -> str:
+def connect_stream(
+    url: str,
+    parameters: Iterable[tuple[str, str]],
+    warnings: list[str],
+    *,
+    attributes: Iterable[tuple[str, str]] = (),
+) -> str:
     """`<Connect><Stream>` with `<Parameter>`s; one over the limit is dropped, never cut.
 
-    Parameters carry ids: a truncated id would name another target.
+    Parameters carry ids: a truncated id would name another target. `attributes` are
+    further `<Stream>` attributes after `url` (TeXML's `bidirectionalMode`, ...).
     """
     if not url.lower().startswith("wss://"):
         raise ValueError("a TwiML <Stream> needs a wss:// URL")  # Twilio error 31922
     if "?" in url:
         warnings.append("stream URL query string: Twilio <Stream> drops it")
-    parts = ['<Connect><Stream url="', xml_attr(url), '">']
+    parts = ['<Connect><Stream url="', xml_attr(url), '"']
+    for name, value in attributes:
+        parts += (" ", name, '="', xml_attr(value), '"')
+    parts.append(">")
     for name, raw in parameters:
         value = xml_clean(raw)
         if len(name) + len(value) >= PARAMETER_LIMIT:
@@ -89,11 +99,18 @@ def connect_stream(url: str, parameters: Iterable[tuple[str, str]], warnings: li
     return "".join(parts)
 
 
-def dial(noun: str, caller_id: str | None = None, timeout: float | None = None) -> str:
-    """`<Dial>` around one noun; `timeout` is held within Twilio's 5-600 seconds."""
+def dial(
+    noun: str,
+    caller_id: str | None = None,
+    timeout: float | None = None,
+    *,
+    timeout_bounds: tuple[int, int] = DIAL_TIMEOUT_BOUNDS,
+) -> str:
+    """`<Dial>` around one noun; `timeout` is held within `timeout_bounds` (Twilio's
+    5-600 seconds unless given)."""
     attrs = f' callerId="{xml_attr(caller_id)}"' if caller_id else ""
     if timeout is not None:
-        low, high = DIAL_TIMEOUT_BOUNDS
+        low, high = timeout_bounds
         attrs += f' timeout="{max(low, min(high, round(timeout)))}"'
     return f"<Dial{attrs}>{noun}</Dial>"
 
