@@ -14,7 +14,7 @@ from router.api import openapi as openapi_api
 from router.api import phone_numbers as phone_numbers_api
 from router.api.middleware import error_middleware, metrics_middleware
 from router.api.openapi import build_document
-from router.api.webhooks import provider_routes
+from router.api.webhooks import provider_routes, twilio_sms
 from router.cache import CredentialCache, NumberCache
 from router.calls import CallRecords, MemoryCallRecords, RedisCallRecords
 from router.credentials import Credentials
@@ -147,4 +147,5 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.add_routes(calls_api.routes)
     for provider in PROVIDERS.values():
         app.add_routes(provider_routes(provider))
+    app.router.add_post("/twilio/sms", twilio_sms)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets as random_tokens
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -39,6 +39,9 @@ from router.records import (
 )
 from router.store.base import KIND_PHONE_NUMBER, Conflict, Doc, ListQuery, NotFound, Store
 
+if TYPE_CHECKING:
+    from router.wiring import TwilioWiring
+
 log = structlog.get_logger("router.audit")
 
 CREATE_MODELS: dict[str, type[WireModel]] = {
@@ -70,12 +73,20 @@ class PhoneNumbers:
     """Create, read, update, delete and list an org's phone numbers."""
 
     def __init__(
-        self, store: Store, codec: Codec, credentials: Credentials, *, sip_domain: str
+        self,
+        store: Store,
+        codec: Codec,
+        credentials: Credentials,
+        *,
+        sip_domain: str,
+        wiring: TwilioWiring | None = None,
     ) -> None:
         self._store = store
         self._codec = codec
         self._credentials = credentials
         self._sip_domain = sip_domain
+        # Points provider numbers at this router after each write (router.wiring); None: off.
+        self._wiring = wiring
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -132,6 +143,10 @@ class PhoneNumbers:
             {**wire, "id": new_id(), "orgId": org_id, "createdAt": moment, "updatedAt": moment},
         )
         await self._write(org_id, record, create=True)
+        if self._wiring is not None:  # stored first (the claim), then wired, else deleted
+            await self._wiring.wire(
+                record, undo=lambda: self._store.delete(KIND_PHONE_NUMBER, org_id, record.id)
+            )
         log.info("phone_number.created", **self._audit(record))
         return record
 
@@ -156,11 +171,17 @@ class PhoneNumbers:
         merged["updatedAt"] = now_utc(after=current.updated_at)
         record = validate(RECORD_MODELS[current.provider], merged)
         await self._write(org_id, record, create=False)
+        if self._wiring is not None:  # re-wired when it matters, else put back as it was
+            await self._wiring.rewire(
+                current, record, undo=lambda: self._write(org_id, current, create=False)
+            )
         log.info("phone_number.updated", **self._audit(record), fields=sorted(patch))
         return record
 
     async def delete(self, org_id: str, number_id: str) -> AnyPhoneNumber:
-        check_uuid(number_id, "phone number")
+        # Read it first: a record this worker cannot read (a wrong ROUTER_SECRET_KEY) is a
+        # 500 before anything is removed, not a removal reported as a 500.
+        await self.get(org_id, number_id)
         doc = await self._store.delete(KIND_PHONE_NUMBER, org_id, number_id)
         if doc is None:
             raise not_found("Phone number")

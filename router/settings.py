@@ -79,6 +79,7 @@ class Settings(BaseSettings):
         "secret_key",
         "api_key",
         "sip_edge_secret",
+        "twilio_api_base_url",
         mode="before",
     )
     @classmethod

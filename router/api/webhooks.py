@@ -164,3 +164,13 @@ def provider_routes(provider: Provider) -> list[web.RouteDef]:
         routes.append(web.get(path, handlers[role], allow_head=False))
         routes.append(web.post(path, handlers[role]))
     return routes
+
+
+async def twilio_sms(request: web.Request) -> web.Response:
+    """Inbound SMS: router routes calls only. Wiring points a number's SmsUrl here (unless
+    `smsEnabled` is false) so messages are acknowledged with an empty `<Response/>`, not a
+    404 in the operator's Twilio debugger."""
+    return web.Response(
+        body=b'<?xml version="1.0" encoding="UTF-8"?><Response/>',
+        headers={"Content-Type": "text/xml; charset=utf-8"},
+    )
