@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from router.api.middleware import json_response
-from router.state import METRICS, STORE
+from router.state import METRICS, NUMBER_CACHE, STORE
 from router.store.base import StoreUnavailable
 
 routes = web.RouteTableDef()
+
+READY_PING_TIMEOUT_SECONDS = 1.0
 
 
 @routes.get("/healthz")
@@ -19,11 +23,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the store answers a ping now."""
+    """Ready to take traffic (docs/runbook.md):
+
+    - `ready` (200): the store answers a ping now.
+    - `degraded` (200): the store does not answer, but this worker's cache holds numbers,
+      so calls to them keep routing. Taking such a worker out of the load balancer would
+      drop calls it can still answer; API writes get 503 meanwhile.
+    - `unavailable` (503): no store and an empty cache: nothing could be routed.
+    """
     try:
-        await request.app[STORE].ping()
-    except StoreUnavailable as exc:
-        return json_response({"status": "unavailable", "store": exc.detail}, status=503)
+        async with asyncio.timeout(READY_PING_TIMEOUT_SECONDS):
+            await request.app[STORE].ping()
+    except (StoreUnavailable, TimeoutError) as exc:
+        detail = exc.detail if isinstance(exc, StoreUnavailable) else "ping timed out"
+        cached = len(request.app[NUMBER_CACHE])
+        if cached:
+            return json_response({"status": "degraded", "store": detail, "cachedNumbers": cached})
+        return json_response({"status": "unavailable", "store": detail}, status=503)
     return json_response({"status": "ready", "store": "ok"})
 
 
