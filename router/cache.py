@@ -116,6 +116,11 @@ class NumberCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def known(self) -> int:
+        """How many numbers (not negative entries) the cache could route right now."""
+        return len(self._keys_by_id)
+
     def _serve_stale(self, key: str, entry: _Entry[T]) -> T | None:
         self.stale_served += 1
         if not self._outage_logged:

@@ -36,7 +36,7 @@ async def readyz(request: web.Request) -> web.Response:
             await request.app[STORE].ping()
     except (StoreUnavailable, TimeoutError) as exc:
         detail = exc.detail if isinstance(exc, StoreUnavailable) else "ping timed out"
-        cached = len(request.app[NUMBER_CACHE])
+        cached = request.app[NUMBER_CACHE].known
         if cached:
             return json_response({"status": "degraded", "store": detail, "cachedNumbers": cached})
         return json_response({"status": "unavailable", "store": detail}, status=503)
