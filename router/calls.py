@@ -6,14 +6,16 @@ static decisions are recomputed identically from the cached number, with no I/O.
 Records are keyed by the provider's call id and expire after `call_record_ttl_seconds`.
 
 With Redis, records and decision locks are shared by every worker; the embedded store
-keeps them in process (a single worker by design).
+keeps them in process (a single worker by design). In Redis a call's decision and its
+status are two keys, merged on read, so either may arrive first and status updates never
+re-encode the decision.
 """
 
 from __future__ import annotations
 
 import abc
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -100,7 +102,8 @@ class CallRecords(abc.ABC):
 
     @abc.abstractmethod
     async def put(self, record: CallRecord) -> None:
-        """Write the record (first decision wins: an existing record is kept)."""
+        """Write the decided record: the first decision wins; a status that arrived before
+        it is kept."""
 
     @abc.abstractmethod
     async def claim(self, call_id: str, ttl_ms: int) -> bool:
@@ -114,6 +117,15 @@ class CallRecords(abc.ABC):
         self, base: CallRecord, update: StatusUpdate
     ) -> tuple[CallRecord, bool]:
         """Apply a status event; (record, whether the status changed). Creates from `base`."""
+
+
+def with_status(decided: CallRecord, status: CallRecord) -> CallRecord:
+    """`decided` with the status fields of `status`, the record status callbacks keep."""
+    decided.status, decided.final = status.status, status.final
+    decided.status_sequence = status.status_sequence
+    decided.duration_seconds = status.duration_seconds
+    decided.updated_at = max(decided.updated_at, status.updated_at)
+    return decided
 
 
 def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
@@ -132,30 +144,41 @@ def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
 
 
 class MemoryCallRecords(CallRecords):
-    """In-process records for the embedded store: one worker, expiring entries."""
+    """In-process records for the embedded store: one worker, expiring entries. As in
+    Redis, a call's decision and its status are kept apart and merged on read."""
 
     def __init__(self, ttl_seconds: int) -> None:
         super().__init__(ttl_seconds)
-        self._records: dict[str, tuple[float, CallRecord]] = {}
+        self._decided: dict[str, tuple[float, CallRecord]] = {}
+        self._statuses: dict[str, tuple[float, CallRecord]] = {}
         self._locks: dict[str, float] = {}
 
     def _expire(self) -> None:
         now = time.monotonic()
-        if len(self._records) > 10_000 or len(self._locks) > 10_000:
-            self._records = {k: v for k, v in self._records.items() if v[0] > now}
+        if max(len(self._decided), len(self._statuses), len(self._locks)) > 10_000:
+            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
+            self._statuses = {k: v for k, v in self._statuses.items() if v[0] > now}
             self._locks = {k: v for k, v in self._locks.items() if v > now}
 
+    @staticmethod
+    def _live(table: dict[str, tuple[float, CallRecord]], call_id: str) -> CallRecord | None:
+        item = table.get(call_id)
+        return None if item is None or item[0] <= time.monotonic() else item[1]
+
+    def _merged(self, call_id: str) -> CallRecord | None:
+        decided = self._live(self._decided, call_id)
+        status = self._live(self._statuses, call_id)
+        if decided is None:
+            return None if status is None else replace(status)
+        return replace(decided) if status is None else with_status(replace(decided), status)
+
     async def get(self, call_id: str) -> CallRecord | None:
-        item = self._records.get(call_id)
-        if item is None or item[0] <= time.monotonic():
-            return None
-        return item[1]
+        return self._merged(call_id)
 
     async def put(self, record: CallRecord) -> None:
         self._expire()
-        if await self.get(record.call_id) is None:
-            expiry = time.monotonic() + self.ttl_seconds
-            self._records[record.call_id] = (expiry, record)
+        if self._live(self._decided, record.call_id) is None:
+            self._decided[record.call_id] = (time.monotonic() + self.ttl_seconds, record)
 
     async def claim(self, call_id: str, ttl_ms: int) -> bool:
         now = time.monotonic()
@@ -170,11 +193,17 @@ class MemoryCallRecords(CallRecords):
     async def update_status(
         self, base: CallRecord, update: StatusUpdate
     ) -> tuple[CallRecord, bool]:
-        record = await self.get(base.call_id)
-        if record is None:
-            record = base
-            self._records[base.call_id] = (time.monotonic() + self.ttl_seconds, record)
-        return record, apply_status(record, update)
+        self._expire()
+        status = self._live(self._statuses, base.call_id)
+        first = status is None
+        if status is None:
+            status = replace(base)
+            self._statuses[base.call_id] = (time.monotonic() + self.ttl_seconds, status)
+        # The first status event of a call is news even when it is the initial `ringing`.
+        changed = apply_status(status, update) or first
+        record = self._merged(base.call_id)
+        assert record is not None  # the status record was just written
+        return record, changed
 
 
 class RedisCallRecords(CallRecords):
@@ -188,15 +217,17 @@ class RedisCallRecords(CallRecords):
 
     async def get(self, call_id: str) -> CallRecord | None:
         try:
-            raw = await self._client.get(keys.call_record(call_id))
+            status, decided = await self._client.mget(
+                keys.call_record(call_id), keys.call_decision(call_id)
+            )
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
-        return None if raw is None else CallRecord.from_wire(orjson.loads(raw))
+        return _merged(status, decided)
 
     async def put(self, record: CallRecord) -> None:
         try:
             await self._client.set(
-                keys.call_record(record.call_id),
+                keys.call_decision(record.call_id),
                 orjson.dumps(record.to_wire()),
                 ex=self.ttl_seconds,
                 nx=True,
@@ -230,10 +261,22 @@ class RedisCallRecords(CallRecords):
             "updatedAt": time.time(),
         }
         try:
-            changed, raw = await self._status_script(
-                keys=[keys.call_record(base.call_id)],
+            changed, status, decided = await self._status_script(
+                keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
                 args=[orjson.dumps(event), orjson.dumps(base.to_wire()), self.ttl_seconds],
             )
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
-        return CallRecord.from_wire(orjson.loads(raw)), bool(changed)
+        record = _merged(status, decided)
+        assert record is not None  # the script always returns the status record
+        return record, bool(changed)
+
+
+def _merged(status: str | bytes | None, decided: str | bytes | None) -> CallRecord | None:
+    """The call's record: the decided one (exactly as written) with the latest status."""
+    if decided is None:
+        return None if status is None else CallRecord.from_wire(orjson.loads(status))
+    record = CallRecord.from_wire(orjson.loads(decided))
+    if status is None:
+        return record
+    return with_status(record, CallRecord.from_wire(orjson.loads(status)))

@@ -153,8 +153,15 @@ CALL_LOCK_EXTRA_MS = 1_000  # a decision lock outlives its budget a little: rend
 
 
 def call_record(call_id: str) -> str:
-    """String: the call record JSON (decision, status), with a TTL."""
+    """String: the call's status record JSON (its decision is `call_decision`), with a TTL."""
     return f"{PREFIX}:call:{{{call_id}}}:record"
+
+
+def call_decision(call_id: str) -> str:
+    """String: the record as its decision was first written (SET NX), with a TTL. Kept apart
+    from the status record: the status script re-encodes that one with Lua's cjson, which
+    would mangle the customer's transient config (`[]` becomes `{}`, digits are lost)."""
+    return f"{PREFIX}:call:{{{call_id}}}:decision"
 
 
 def call_lock(call_id: str) -> str:
@@ -163,7 +170,9 @@ def call_lock(call_id: str) -> str:
 
 
 # Update a call record's status unless it would move a final status back, or an older
-# event (lower sequence) would overwrite a newer one. Returns 1 when the status changed.
+# event (lower sequence) would overwrite a newer one. KEYS: status record, decision.
+# Returns {1 when the status changed (or is the call's first), the status record, the
+# decision record untouched}.
 STATUS_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
 local record
@@ -193,10 +202,12 @@ if event['durationSeconds'] ~= cjson.null and event['durationSeconds'] ~= nil th
   record['durationSeconds'] = event['durationSeconds']
 end
 record['updatedAt'] = event['updatedAt']
+-- The first status event of a call is news even when it is the initial 'ringing'.
+if not raw then changed = 1 end
 if raw then
   redis.call('SET', KEYS[1], cjson.encode(record), 'KEEPTTL')
 else
   redis.call('SET', KEYS[1], cjson.encode(record), 'EX', ARGV[3])
 end
-return {changed, cjson.encode(record)}
+return {changed, cjson.encode(record), redis.call('GET', KEYS[2])}
 """

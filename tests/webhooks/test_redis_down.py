@@ -1,0 +1,71 @@
+"""Redis goes away mid-service: calls for cached numbers keep routing, inside the budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from .conftest import Customer, Logs, MakeRouter, Reply, call_sid, stream_parameters, voice_form
+
+BUDGET_SECONDS = 1.5
+STATIC_NUMBER = "+14155550100"
+SERVER_NUMBER = "+14155550111"
+
+
+class KillableRedis(Protocol):
+    @property
+    def url(self) -> str: ...
+
+    def kill(self) -> None: ...
+
+
+async def test_calls_keep_routing_when_redis_dies(
+    make_router: MakeRouter,
+    redis_factory: Callable[[], KillableRedis],
+    customer: Customer,
+    logs: Logs,
+) -> None:
+    """After a SIGKILL of Redis: a cached static number still gets its Connect; a number
+    with a server still gets its assistant-request (uncoordinated) and is connected; no
+    500, and every answer inside the budget."""
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
+    customer.reply(Reply(json={"assistantId": "asst-live"}))
+    await router.create_number(number=STATIC_NUMBER, assistantId="asst-static")
+    await router.create_number(number=SERVER_NUMBER, server={"url": customer.url})
+    # Warm the cache the way traffic does.
+    for to in (STATIC_NUMBER, SERVER_NUMBER):
+        assert (await router.voice(voice_form(To=to, Called=to))).status == 200
+    assert len(customer.assistant_requests) == 1
+
+    redis.kill()
+
+    for attempt in range(2):
+        static = await router.voice(voice_form(call_sid(), To=STATIC_NUMBER))
+        assert static.seconds < BUDGET_SECONDS, attempt
+        assert stream_parameters(static.root)["targetId"] == "asst-static"
+
+        dynamic = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER))
+        assert dynamic.seconds < BUDGET_SECONDS, attempt
+        assert stream_parameters(dynamic.root)["targetId"] == "asst-live"
+    assert len(customer.assistant_requests) == 3
+    routed = logs.routed()
+    assert [e["target"] for e in routed[2:]] == ["asst-static", "asst-live"] * 2
+    assert all(e["ended_reason"] is None for e in routed)
+    assert logs.named("inbound.records_unavailable")
+    assert logs.named("webhook.failed") == []
+
+
+async def test_a_status_callback_without_redis_is_still_acknowledged(
+    make_router: MakeRouter, redis_factory: Callable[[], KillableRedis], logs: Logs
+) -> None:
+    """Twilio gets its empty `<Response/>` quickly; the lost update is logged."""
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
+    await router.create_number(assistantId="asst-1")
+    await router.voice()
+    redis.kill()
+    answer = await router.status(call_sid(), "completed")
+    assert (answer.status, len(answer.root)) == (200, 0)
+    assert answer.seconds < BUDGET_SECONDS
+    assert logs.named("call.status_not_recorded")
