@@ -103,7 +103,8 @@ class Credentials:
         return record
 
     async def delete(self, org_id: str, credential_id: str) -> AnyCredential:
-        check_uuid(credential_id, "credential")
+        # Read it first: one this worker cannot decrypt is a 500 before it is removed.
+        await self.get(org_id, credential_id)
         doc = await self._store.delete(KIND_CREDENTIAL, org_id, credential_id)
         if doc is None:
             raise not_found("Credential")

@@ -32,15 +32,52 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, f"{what} not found")
 
 
-def _path(loc: tuple[int | str, ...]) -> str:
+_UNSET = object()
+# Labels pydantic gives the members of a plain union (`str | CustomMessage`): builtin type
+# names, and model class names, which are capitalised where wire fields are camelCase.
+_MEMBER_LABELS = frozenset({"str", "int", "float", "bool", "none"})
+_TAG_FIELDS = ("type", "on", "provider")
+
+
+def _child(node: Any, key: int | str) -> Any:
+    if isinstance(key, int):
+        return node[key] if isinstance(node, list) and 0 <= key < len(node) else _UNSET
+    return node.get(key, _UNSET) if isinstance(node, dict) else _UNSET
+
+
+def _is_union_tag(node: Any, item: str, following: int | str) -> bool:
+    """Whether `item` is the tag pydantic puts after a discriminated union, not a field.
+
+    The tag repeats the value of the object's discriminator (`fallbackDestination.number.foo`
+    is `foo` of the destination whose type is "number"); a field of the same name is one
+    the next segment of the location goes into (`startsWith[3]` of a startsWith filter).
+    """
+    if not isinstance(node, dict) or not any(node.get(f) == item for f in _TAG_FIELDS):
+        return False
+    value = node.get(item, _UNSET)
+    into_field = (isinstance(following, str) and isinstance(value, dict)) or (
+        isinstance(following, int) and isinstance(value, list)
+    )
+    return not into_field
+
+
+def _path(loc: tuple[int | str, ...], data: Any = _UNSET) -> str:
+    """The field's path as clients wrote it (`hooks[0].do`), without pydantic's union labels."""
     parts: list[str] = []
-    for item in loc:
+    node = data
+    for index, item in enumerate(loc):
         if isinstance(item, int):
             parts.append(f"[{item}]")
+            node = _child(node, item)
         elif item.startswith(("function-", "tagged-union")) or "[" in item:
             continue  # pydantic's wrapper names are not fields
+        elif item in _MEMBER_LABELS or item[:1].isupper():
+            continue  # the member of a plain union that was tried
+        elif index + 1 < len(loc) and _is_union_tag(node, item, loc[index + 1]):
+            continue
         else:
             parts.append(("." if parts else "") + item)
+            node = _child(node, item)
     return "".join(parts) or "body"
 
 
@@ -79,11 +116,14 @@ _TEMPLATES: dict[str, str] = {
 }
 
 
-def validation_messages(exc: ValidationError, prefix: str = "") -> list[str]:
-    """NestJS-style messages (`name must be shorter than or equal to 40 characters`)."""
+def validation_messages(exc: ValidationError, prefix: str = "", data: Any = _UNSET) -> list[str]:
+    """NestJS-style messages (`name must be shorter than or equal to 40 characters`).
+
+    With the validated `data`, paths leave out the tags of discriminated unions.
+    """
     messages: list[str] = []
     for error in exc.errors(include_url=False):
-        path = _path(tuple(error["loc"]))
+        path = _path(tuple(error["loc"]), data)
         if prefix:
             path = prefix if path == "body" else f"{prefix}.{path}"
         ctx = {k: v for k, v in (error.get("ctx") or {}).items()}

@@ -4,6 +4,7 @@
 - `call.routed`: one per decided call.
 - `webhook.rejected`: a provider request that failed verification (never routed).
 - `webhook.unknown_number`: a call to a number no org configured (rejected unanswered).
+- `webhook.challenged`: a caller asked to authenticate (SIP digest) before routing.
 - `call.status`: a status callback applied to a call record.
 """
 
@@ -107,6 +108,17 @@ class Events:
             reason=reason,
             org_id=number.org_id if number else None,
             phone_number_id=number.id if number else None,
+        )
+
+    def challenged(self, provider: str, path: str, reason: str, number: AnyPhoneNumber) -> None:
+        self.metrics.webhook_challenges.labels(provider, reason.split(":", 1)[-1]).inc()
+        log.info(
+            "webhook.challenged",
+            provider=provider,
+            path=path,
+            reason=reason,
+            org_id=number.org_id,
+            phone_number_id=number.id,
         )
 
     def unknown_number(self, provider: str, path: str, key: str | None) -> None:

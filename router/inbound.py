@@ -36,7 +36,7 @@ from router.providers.base import (
 from router.routing import decision as reasons
 from router.routing.assistant_request import AssistantRequestClient, public_number
 from router.routing.decide import AssistantRequestResult, decide, failure_decision
-from router.routing.decision import Decision, Say
+from router.routing.decision import Decision, Reject, Say
 from router.routing.inbound import InboundCall
 from router.settings import Settings
 from router.store.base import StoreUnavailable
@@ -140,7 +140,10 @@ class Inbound:
         return await self._coordinated(number, call, deadline)
 
     def fallback(self, number: AnyPhoneNumber) -> Decision:
-        """The provider's fallback URL: straight to the failure branch, no assistant-request."""
+        """The provider's fallback URL: straight to the failure branch, no assistant-request
+        (a blocked number stays rejected)."""
+        if number.status == "blocked":
+            return Decision(Reject(), "reject", reasons.BLOCKED, ("fallback-url", "blocked"))
         return failure_decision(
             number, reasons.FAILED, apology=self.settings.apology_message, step="fallback-url"
         )
@@ -259,7 +262,7 @@ class Inbound:
             org_id=number.org_id,
             phone_number_id=number.id,
             router_call_id=event.provider_call_id,
-            from_number=str(event.params.get("From", "")),
+            from_number=event.from_number or str(event.params.get("From", "")),
             to=number.number,
             decision=None,
         )

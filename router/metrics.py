@@ -87,6 +87,12 @@ class Metrics:
             ["provider", "reason"],
             registry=r,
         )
+        self.webhook_challenges = Counter(
+            "router_webhook_challenges_total",
+            "Callers asked to authenticate (SIP digest) before their call is routed.",
+            ["provider", "reason"],
+            registry=r,
+        )
         self.unknown_numbers = Counter(
             "router_unknown_numbers_total",
             "Calls to numbers no org configured (rejected unanswered).",

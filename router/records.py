@@ -38,7 +38,7 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ApiError(400, validation_messages(exc, prefix)) from None
+        raise ApiError(400, validation_messages(exc, prefix, data)) from None
 
 
 def check_uuid(doc_id: str, what: str) -> None:

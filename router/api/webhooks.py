@@ -16,6 +16,7 @@ from aiohttp import web
 from router.inbound import Outcome
 from router.models.phone_numbers import AnyPhoneNumber
 from router.providers.base import (
+    Challenge,
     MalformedWebhook,
     Provider,
     Rendered,
@@ -70,25 +71,47 @@ class _Verified:
 
 
 async def _verified(
-    request: web.Request, provider: Provider, *, unknown: Rendered
+    request: web.Request, provider: Provider, *, unknown: Rendered, status: bool = False
 ) -> _Verified | web.Response:
     """Snapshot, look up and verify: the request, or the answer that ends it here.
 
-    An unknown number gets `unknown` (the provider's reject, or a status ack); a request
-    that fails verification gets 403 and a `webhook.rejected` event, and goes no further.
+    Checks that need no number come first (`preverify`), so an unauthenticated caller
+    cannot tell known numbers from unknown ones. An unknown number gets `unknown` (the
+    provider's reject, or a status ack); a request that fails verification gets 403 and a
+    `webhook.rejected` event; a caller who must authenticate first gets the provider's
+    challenge. None of them is routed.
     """
     inbound = request.app[INBOUND]
     req = await _snapshot(request)
+    try:
+        provider.preverify(req, inbound.settings)
+    except VerificationFailed as exc:
+        inbound.events.rejected(provider.name, req.path, exc.reason, None)
+        return _forbidden()
     number, cache_hit = await inbound.lookup(provider, req)
     if number is None:
-        inbound.events.unknown_number(provider.name, req.path, provider.lookup_key(req))
+        key = provider.lookup_key(req)
+        if status and key is None:
+            # An event about no call of a number (e.g. a leg router dialled): acknowledge.
+            log.debug("webhook.event_ignored", provider=provider.name, path=req.path)
+        else:
+            inbound.events.unknown_number(provider.name, req.path, key)
         return respond(unknown)
     try:
         await inbound.verify(provider, req, number)
     except VerificationFailed as exc:
         inbound.events.rejected(provider.name, req.path, exc.reason, number)
-        return web.Response(status=403, text="Forbidden: the request signature is not valid")
+        return _forbidden()
+    except Challenge as exc:
+        inbound.events.challenged(provider.name, req.path, exc.reason, number)
+        return respond(exc.rendered)
+    except MalformedWebhook as exc:
+        return _malformed(provider, req, exc)
     return _Verified(req, number, cache_hit)
+
+
+def _forbidden() -> web.Response:
+    return web.Response(status=403, text="Forbidden: the request signature is not valid")
 
 
 def _malformed(provider: Provider, req: WebhookRequest, exc: MalformedWebhook) -> web.Response:
@@ -132,7 +155,7 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
 
 
 async def _status(request: web.Request, provider: Provider) -> web.Response:
-    verified = await _verified(request, provider, unknown=provider.ack_status())
+    verified = await _verified(request, provider, unknown=provider.ack_status(), status=True)
     if isinstance(verified, web.Response):
         return verified
     try:

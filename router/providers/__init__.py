@@ -16,10 +16,14 @@ from router.providers.base import (
     VerificationFailed,
     WebhookRequest,
 )
+from router.providers.sip import SipProvider
+from router.providers.telnyx import TelnyxProvider
 from router.providers.twilio import TwilioProvider
+from router.providers.vonage import VonageProvider
 
 PROVIDERS: Final[dict[str, Provider]] = {
-    provider.name: provider for provider in (TwilioProvider(),)
+    provider.name: provider
+    for provider in (TwilioProvider(), TelnyxProvider(), VonageProvider(), SipProvider())
 }
 
 __all__ = [

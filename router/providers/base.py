@@ -129,6 +129,16 @@ class Rendered:
     warnings: tuple[str, ...] = ()
 
 
+class Challenge(Exception):
+    """Not refused, not yet routed: the caller must authenticate first (a SIP digest
+    challenge). The pipeline answers `rendered` and decides nothing."""
+
+    def __init__(self, rendered: Rendered, reason: str) -> None:
+        super().__init__(reason)
+        self.rendered = rendered
+        self.reason = reason
+
+
 @dataclass(frozen=True, slots=True)
 class StatusEvent:
     """A call status callback, normalised to `CALL_STATUSES`."""
@@ -141,6 +151,7 @@ class StatusEvent:
     sequence: int | None  # orders events of one call; None when the provider sends none
     timestamp: float  # the provider's event time (epoch seconds), else when it arrived
     params: Mapping[str, Any] = field(default_factory=dict)
+    from_number: str | None = None  # the caller, for a record the event creates
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +182,11 @@ class Provider(Protocol):
     def budget_seconds(self, settings: Settings) -> float:
         """How long the provider waits for an answer, minus a margin."""
 
+    def preverify(self, req: WebhookRequest, settings: Settings) -> None:
+        """Checks that need no number (e.g. the SIP edge's shared secret), made before the
+        lookup so an unauthenticated caller learns nothing, not even whether a number
+        exists. Raise VerificationFailed; most providers have nothing to check here."""
+
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """The number's cache key (`router.models.phone_numbers.lookup_key` format)."""
 
@@ -187,7 +203,8 @@ class Provider(Protocol):
         """Raise VerificationFailed unless the request is signed for this number.
 
         `credentials` are the number's org's credentials; `settings` carry deployment-wide
-        secrets (e.g. the SIP edge's shared secret)."""
+        secrets. Raise `Challenge` to answer before any decision (e.g. a SIP digest
+        challenge), so an unauthenticated call never reaches the customer's server."""
 
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call; raises MalformedWebhook."""

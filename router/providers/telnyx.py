@@ -144,6 +144,9 @@ class TelnyxProvider:
         timeout."""
         return settings.telnyx_budget_seconds
 
+    def preverify(self, req: WebhookRequest, settings: Settings) -> None:
+        """Nothing to check before the lookup: the signature's key is the number's."""
+
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`telnyx:+E164` of `To`; None for SIP `To` forms."""
         number = _e164(_one(req.params, "To"))

@@ -149,6 +149,9 @@ class TwilioProvider:
         """`twilio_budget_seconds`: Twilio waits 15 s in all, retries included."""
         return settings.twilio_budget_seconds
 
+    def preverify(self, req: WebhookRequest, settings: Settings) -> None:
+        """Nothing to check before the lookup: the signature's key is the number's."""
+
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`twilio:+E164` of `To`; None for `client:` and SIP `To` forms."""
         number = _e164(_one(_lenient_fields(req), "To"))

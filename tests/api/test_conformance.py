@@ -1,0 +1,183 @@
+"""Conformance to the seed spec: the served OpenAPI document, and every operation's responses
+with rich bodies of every provider validated against the seed's response schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extras
+import pytest
+
+from .conftest import (
+    PACKAGED_SPEC_DIR,
+    SEED_FILE,
+    SHARED_SPEC_DIR,
+    SIP_AUTHENTICATION_MASKED,
+    Api,
+    byo_body,
+    conformance,
+    expect,
+    load_seed,
+    patch_contradictions,
+    rich_routing,
+    sip_authentication,
+    telnyx_body,
+    telnyx_credential,
+    trunk_credential,
+    twilio_body,
+    twilio_credential,
+    vapi_body,
+    vonage_body,
+    vonage_credential,
+)
+
+ALL_OPERATIONS = {
+    ("POST", "/phone-number", "201"),
+    ("GET", "/phone-number", "200"),
+    ("GET", "/v2/phone-number", "200"),
+    ("GET", "/phone-number/{id}", "200"),
+    ("PATCH", "/phone-number/{id}", "200"),
+    ("DELETE", "/phone-number/{id}", "200"),
+    ("POST", "/phone-number/import/twilio", "201"),
+    ("POST", "/credential", "201"),
+    ("GET", "/credential", "200"),
+    ("GET", "/credential/{id}", "200"),
+    ("PATCH", "/credential/{id}", "200"),
+    ("DELETE", "/credential/{id}", "200"),
+}
+
+
+def differences(a: Any, b: Any, path: str = "") -> list[str]:
+    """JSON pointers where two documents differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        found: list[str] = []
+        for key in sorted(set(a) | set(b)):
+            if key not in a or key not in b:
+                found.append(f"{path}/{key}")
+            else:
+                found.extend(differences(a[key], b[key], f"{path}/{key}"))
+        return found
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in differences(x, y, f"{path}/{i}")
+        ]
+    return [] if a == b else [path]
+
+
+async def test_openapi_json_serves_the_seed_operations_and_schemas_unchanged(api: Api) -> None:
+    """`GET /openapi.json` holds every seed path and operation, and every seed schema, as is."""
+    served = expect(await api.get("/openapi.json"), 200)
+    seed = load_seed()
+    for path, operations in seed["paths"].items():
+        for method, operation in operations.items():
+            assert served["paths"][path][method] == operation, f"{method} {path}"
+    for name, schema in seed["components"]["schemas"].items():
+        assert served["components"]["schemas"][name] == schema, name
+    assert served["components"]["securitySchemes"] == seed["components"]["securitySchemes"]
+    assert served["security"] == seed["security"]
+    # router's additions are there too.
+    assert "post" in served["paths"]["/phone-number/import/twilio"]
+    assert set(served["paths"]["/credential/{id}"]) == {"get", "patch", "delete"}
+
+
+def test_the_packaged_seed_is_the_shared_seed() -> None:
+    """router ships a copy of the wire contract; it is the contract, byte for byte."""
+    if not (SHARED_SPEC_DIR / SEED_FILE).is_file():
+        pytest.skip("the shared spec folder is not checked out beside the repository")
+    for name in (SEED_FILE, "ImportTwilioPhoneNumberDTO.schema.json"):
+        assert (PACKAGED_SPEC_DIR / name).read_bytes() == (SHARED_SPEC_DIR / name).read_bytes()
+
+
+def test_only_the_four_contradictions_are_patched() -> None:
+    """The checker's seed differs from the published one in exactly four places."""
+    seed = load_seed()
+    assert sorted(differences(seed, patch_contradictions(seed))) == [
+        "/components/schemas/BackoffPlan/properties/excludedStatusCodes/items/type",
+        "/components/schemas/BackoffPlan/properties/type/type",
+        "/components/schemas/PhoneNumberCallEndingHookFilter/properties/oneOf/enum",
+        "/components/schemas/TransferPlan/properties/sipVerb/type",
+    ]
+
+
+async def test_the_contradictions_are_real_for_spec_valid_values(api: Api) -> None:
+    """Unpatched, the seed refuses the very values its own enums and examples name."""
+    created = await api.create_number(twilio_body(**rich_routing()))
+    schemas = load_seed()["components"]["schemas"]
+
+    def errors(schema_name: str, value: Any) -> list[list[Any]]:
+        root = {"$ref": f"#/components/schemas/{schema_name}", "components": {"schemas": schemas}}
+        validator = jsonschema.Draft202012Validator(root)
+        return sorted(list(e.absolute_path) for e in validator.iter_errors(value))
+
+    assert errors("BackoffPlan", created["server"]["backoffPlan"]) == [
+        ["excludedStatusCodes", 0],
+        ["excludedStatusCodes", 1],
+        ["excludedStatusCodes", 2],
+        ["type"],
+    ]
+    assert errors("TransferPlan", created["fallbackDestination"]["transferPlan"]) == [["sipVerb"]]
+    ending_filter = created["hooks"][1]["filters"][0]
+    assert errors("PhoneNumberCallEndingHookFilter", ending_filter) == [["oneOf"]]
+
+
+async def test_every_operation_with_rich_bodies_matches_the_spec(api: Api) -> None:
+    """All providers with hooks, transfer plans, servers with backoff plans and custom
+    messages, through every operation: each 2xx body validates (checked by `Api`)."""
+    before = len(conformance().checked)
+    credentials = [
+        await api.create_credential(make(name="rich"))
+        for make in (telnyx_credential, vonage_credential, twilio_credential, trunk_credential)
+    ]
+    telnyx, vonage, _, trunk = credentials
+    rich = rich_routing()
+    numbers = [
+        await api.create_number(
+            twilio_body(twilioApiKey="SK0123456789", twilioApiSecret="api-secret-1234", **rich)
+        ),
+        await api.create_number(telnyx_body(telnyx["id"], **rich)),
+        await api.create_number(vonage_body(vonage["id"], **rich)),
+        await api.create_number(vapi_body(authentication=sip_authentication(), **rich)),
+        await api.create_number(vapi_body(None, status="blocked")),
+        await api.create_number(byo_body(trunk["id"], **rich)),
+        await api.create_number(byo_body(trunk["id"], "abc", numberE164CheckEnabled=False)),
+        await api.create_number(byo_body(trunk["id"], None)),
+    ]
+    imported = expect(
+        await api.post(
+            "/phone-number/import/twilio",
+            {
+                "twilioPhoneNumber": "+14155550701",
+                "twilioAccountSid": "AC1",
+                "twilioAuthToken": "an-auth-token-1234",
+                "smsEnabled": False,
+                **rich,
+            },
+        ),
+        201,
+    )
+    numbers.append(imported)
+    assert numbers[3]["authentication"] == SIP_AUTHENTICATION_MASKED
+    assert numbers[0]["hooks"][0]["do"][0]["destination"]["extension"] == "123#"
+
+    await api.list_numbers()
+    await api.page(limit="3", page="2", sortOrder="ASC", search="e")
+    await api.page(createdAtGe=numbers[0]["createdAt"], createdAtLe=imported["createdAt"])
+    for number in numbers:
+        path = f"/phone-number/{number['id']}"
+        expect(await api.get(path), 200)
+        expect(await api.patch(path, {"name": "patched", "hooks": rich["hooks"][::-1]}), 200)
+        expect(await api.patch(path, {"fallbackDestination": None, "server": None}), 200)
+    expect(await api.get("/credential"), 200)
+    for credential in credentials:
+        path = f"/credential/{credential['id']}"
+        expect(await api.get(path), 200)
+        expect(await api.patch(path, {"name": "patched"}), 200)
+    for number in numbers:
+        expect(await api.delete(f"/phone-number/{number['id']}"), 200)
+    for credential in credentials:
+        expect(await api.delete(f"/credential/{credential['id']}"), 200)
+
+    checked = set(conformance().checked[before:])
+    assert checked == ALL_OPERATIONS
