@@ -1,8 +1,9 @@
-"""The `router` command: `serve`, `check-config`."""
+"""The `router` command: `serve`, `simulate`, `check-config`, `numbers export|import`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from router.settings import Settings, load_settings
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104  # a worker behind a load balancer listens on all interfaces
 DEFAULT_PORT = 8080
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -120,6 +122,95 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _api_key(args: argparse.Namespace) -> str | None:
+    key: str | None = args.api_key or os.environ.get("ROUTER_API_KEY") or None
+    if key is None:
+        print("router: no API key: pass --api-key or set ROUTER_API_KEY", file=sys.stderr)
+    return key
+
+
+def cmd_numbers_export(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiohttp
+
+    from router.transfer import ApiFailure, Format, render_export, run_export
+
+    api_key = _api_key(args)
+    if api_key is None:
+        return 2
+    fmt: Format = args.format or (
+        "json" if args.output and args.output.suffix == ".json" else "yaml"
+    )
+    try:
+        export = asyncio.run(run_export(args.url, api_key))
+    except (ApiFailure, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"router: {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+    text = render_export(export, fmt)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+    where = f" to {args.output}" if args.output else ""
+    print(f"exported {len(export.numbers)} numbers{where}", file=sys.stderr)
+    if export.variables:
+        print(
+            "secrets are not exported; import reads them from: " + ", ".join(export.variables),
+            file=sys.stderr,
+        )
+    if export.skipped:
+        print(
+            f"skipped {len(export.skipped)} byo numbers without a number (no lookup key): "
+            + ", ".join(export.skipped),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_numbers_import(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import aiohttp
+
+    from router.transfer import ApiFailure, TransferError, load_document, run_import
+
+    try:
+        items = load_document(args.file.read_text(), str(args.file))
+        api_key = _api_key(args)
+        if api_key is None:
+            return 2
+        return asyncio.run(
+            run_import(
+                args.url,
+                api_key,
+                items,
+                os.environ,
+                dry_run=args.dry_run,
+                out=sys.stdout,
+                err=sys.stderr,
+            )
+        )
+    except TransferError as exc:
+        print(f"router: {args.file}: nothing was written:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return exc.code
+    except (ApiFailure, aiohttp.ClientError, TimeoutError) as exc:
+        print(f"router: {args.url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return 1
+
+
+NUMBERS_HELP = """\
+Numbers are matched by lookup key (provider+number, SIP URI, byo credentialId+number),
+never by id. Import makes each number of the file what the file says: created if absent,
+PATCHed with the changed fields if different (fields the file no longer has are cleared),
+left alone if equal; numbers the file does not name are never touched. Secrets are not
+exported (the API masks them): the file holds ${VARIABLE} placeholders that import reads
+from the environment; a secret that is left out or unset keeps its stored value.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="router",
@@ -165,6 +256,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = add("check-config", "validate the settings and print what the worker would use")
     check.set_defaults(func=cmd_check_config)
+
+    numbers = commands.add_parser(
+        "numbers",
+        help="export or import phone numbers through a running router's API",
+        description=NUMBERS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = numbers.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def remote(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = actions.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text}\n\n{NUMBERS_HELP}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--url", default=DEFAULT_URL, help=f"the router (default {DEFAULT_URL})")
+        sub.add_argument("--api-key", help="bearer key (default ROUTER_API_KEY)")
+        return sub
+
+    export = remote("export", "write every number of the org as YAML or JSON")
+    export.add_argument(
+        "--format", choices=["yaml", "json"], help="default yaml (json for an --output *.json)"
+    )
+    export.add_argument("--output", "-o", type=Path, help="file to write (default stdout)")
+    export.set_defaults(func=cmd_numbers_export)
+
+    load = remote("import", "create or update numbers from a YAML or JSON file")
+    load.add_argument("file", type=Path, help='a list of numbers, or {"numbers": [...]}')
+    load.add_argument(
+        "--dry-run", action="store_true", help="print what would change; change nothing"
+    )
+    load.set_defaults(func=cmd_numbers_import)
     return parser
 
 

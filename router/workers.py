@@ -25,6 +25,9 @@ from typing import Final
 RESPAWN_DELAY_MAX_SECONDS: Final = 30.0
 # A worker that lived this long was healthy: the next respawn starts from no delay.
 HEALTHY_LIFETIME_SECONDS: Final = 60.0
+# router.metrics.MULTIPROCESS_ENV, spelled out: importing router.metrics imports
+# prometheus-client, which picks single-process mode for good if the variable is not set yet.
+MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -40,8 +43,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def prepare_metrics_dir() -> str:
     """A fresh multiprocess metrics directory, announced through the environment."""
-    from router.metrics import MULTIPROCESS_ENV
-
     path = os.environ.get(MULTIPROCESS_ENV) or tempfile.mkdtemp(prefix="router-metrics-")
     os.environ[MULTIPROCESS_ENV] = path
     for name in os.listdir(path):
@@ -105,7 +106,10 @@ class Supervisor:
             started = self.children.pop(pid, time.monotonic())
             self._mark_dead(pid)
             if self.stopping:
-                status = status or (0 if os.waitstatus_to_exitcode(code) == 0 else 1)
+                # A worker still starting (no handler of its own yet) dies of the SIGTERM
+                # we forwarded: it was told to stop and did, which is a clean stop too.
+                clean = os.waitstatus_to_exitcode(code) in (0, -signal.SIGTERM)
+                status = status or (0 if clean else 1)
                 continue
             lived = time.monotonic() - started
             self._delay = (
@@ -130,5 +134,5 @@ class Supervisor:
     def _mark_dead(pid: int) -> None:
         from prometheus_client import multiprocess
 
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(MULTIPROCESS_ENV):
             multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

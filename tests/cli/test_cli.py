@@ -57,7 +57,7 @@ def test_help_lists_every_command() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "router", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("serve", "simulate", "check-config"):
+    for command in ("serve", "simulate", "check-config", "numbers"):
         assert command in out
 
 

@@ -1,0 +1,87 @@
+"""Graceful shutdown of a real `router serve` process: SIGTERM finishes in-flight webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from . import TOKEN, serve, stream_parameters, twilio_number
+
+CUSTOMER_DELAY_SECONDS = 1.5
+
+
+@dataclass
+class SlowCustomer:
+    """The customer's server: answers an assistant-request after 1.5 s."""
+
+    url: str = ""
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.arrived.set()
+        await asyncio.sleep(CUSTOMER_DELAY_SECONDS)
+        return web.json_response({"assistantId": "asst-slow"})
+
+
+@pytest.fixture
+async def slow_customer(aiohttp_server: AiohttpServer) -> SlowCustomer:
+    customer = SlowCustomer()
+    app = web.Application()
+    app.router.add_post("/assistant-request", customer.handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    customer.url = str(server.make_url("/assistant-request"))
+    return customer
+
+
+async def refused_soon(url: str, within: float) -> bool:
+    """Whether new connections to `url` are refused within `within` seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            # A new session: a new connection, never a pooled one.
+            async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz"):
+                pass
+        except aiohttp.ClientConnectorError:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("store", ["embedded", "redis"])
+async def test_sigterm_lets_the_in_flight_webhook_finish_then_exits_0(
+    tmp_path: Path, slow_customer: SlowCustomer, store: str, request: pytest.FixtureRequest
+) -> None:
+    """SIGTERM while a call waits on its assistant-request: the listening socket closes at
+    once (new connections are refused), the call still gets the server's TwiML, and the
+    process exits 0 soon after."""
+    env = {"ROUTER_REDIS_URL": request.getfixturevalue("redis_url")} if store == "redis" else {}
+    async with serve(tmp_path, **env) as router, aiohttp.ClientSession() as http:
+        await router.wait_healthy(http)
+        await router.api(
+            http, "POST", "/phone-number", twilio_number(server={"url": slow_customer.url})
+        )
+        call = asyncio.create_task(router.voice(http))
+        await asyncio.wait_for(slow_customer.arrived.wait(), 5)
+
+        router.process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        assert await refused_soon(router.url, within=1.0)
+        assert not call.done()  # the customer has not even answered yet
+
+        status, body = await asyncio.wait_for(call, 10)
+        assert status == 200, body
+        assert stream_parameters(body)["targetId"] == "asst-slow"
+        assert await router.wait_exit(5) == 0
+        assert time.monotonic() - stopped_at < 5
+    output = router.output()
+    assert '"event": "call.routed"' in output or '"event":"call.routed"' in output
+    assert TOKEN not in output
