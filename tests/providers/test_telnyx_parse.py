@@ -12,7 +12,7 @@ from router.providers.base import MalformedWebhook, WebhookRequest
 from router.providers.telnyx import TelnyxProvider
 from router.settings import Settings
 
-from .test_telnyx_support import (
+from .telnyx_support import (
     ACCOUNT_SID,
     CALL_SID,
     CALLER,

@@ -25,7 +25,7 @@ from router.routing.decision import (
     parse_destination,
 )
 
-from .test_telnyx_support import (
+from .telnyx_support import (
     CALL_SID,
     CALLER,
     NUMBER,

@@ -11,7 +11,7 @@ from router.models.credentials import TelnyxCredential, TwilioCredential
 from router.providers.base import VerificationFailed, WebhookRequest
 from router.providers.telnyx import TelnyxProvider, signed_message
 
-from .test_telnyx_support import (
+from .telnyx_support import (
     CREDENTIAL_ID,
     KEY,
     NOW,

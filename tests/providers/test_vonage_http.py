@@ -26,7 +26,7 @@ from structlog.typing import EventDict
 from router.app import create_app
 from router.settings import Settings
 
-from .test_vonage_support import (
+from .vonage_support import (
     API_KEY,
     API_SECRET,
     CALLER,

@@ -12,7 +12,7 @@ from router.providers.base import CALL_STATUSES, MalformedWebhook
 from router.providers.vonage import VonageProvider
 from router.settings import Settings
 
-from .test_vonage_support import (
+from .vonage_support import (
     CALL_UUID,
     CALLER,
     CONVERSATION_UUID,

@@ -24,7 +24,7 @@ from router.routing.decision import (
     parse_destination,
 )
 
-from .test_vonage_support import (
+from .vonage_support import (
     CALL_UUID,
     CALLER,
     RUNTIME_URL,

@@ -20,7 +20,7 @@ from router.providers.vonage import (
     payload_hashes,
 )
 
-from .test_vonage_support import (
+from .vonage_support import (
     ANSWER_URL,
     API_KEY,
     NOW,
