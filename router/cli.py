@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from router import __version__
 from router.settings import Settings, load_settings
+from router.store.base import StoreUnavailable
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104  # a worker behind a load balancer listens on all interfaces
 DEFAULT_PORT = 8080
@@ -303,3 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"router: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:
+        # e.g. Redis unreachable after the bounded start-up retries: say so, no traceback.
+        print(f"router: cannot start: {exc.detail}", file=sys.stderr)
+        return 1

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from router.errors import validation_messages
+from router.models.base import normalize_e164
 from router.models.phone_numbers import AnyPhoneNumber, lookup_key, sip_lookup_key
 from router.orgs import Orgs
 from router.phone_numbers import CREATE_MODELS, parse_number
@@ -24,6 +28,7 @@ from router.routing.decide import AssistantRequestResult, decide
 from router.routing.decision import Decision
 from router.routing.inbound import InboundCall
 from router.settings import DEFAULT_ORG_ID, Settings
+from router.store.base import StoreUnavailable
 
 
 class SimulateError(Exception):
@@ -42,19 +47,34 @@ class Request:
     render: str | None
 
 
+READ_ONLY_FIELDS = ("id", "orgId", "createdAt", "updatedAt", "status")
+
+
 def number_from_file(path: Path, org_id: str = DEFAULT_ORG_ID) -> AnyPhoneNumber:
-    """A number in the API's create shape, as a record of `org_id`."""
+    """A number in the API's create shape, or as `GET /phone-number/{id}` returns it."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise SimulateError(f"{path}: {exc}") from None
     provider = data.get("provider") if isinstance(data, dict) else None
-    if provider not in CREATE_MODELS:
+    if not isinstance(provider, str) or provider not in CREATE_MODELS:
         raise SimulateError(f"{path}: provider must be one of {', '.join(CREATE_MODELS)}")
-    dto = CREATE_MODELS[provider].model_validate(data)
+    body = {k: v for k, v in data.items() if k not in READ_ONLY_FIELDS}
+    try:
+        dto = CREATE_MODELS[provider].model_validate(body)
+    except ValidationError as exc:
+        raise SimulateError(f"{path}: " + "; ".join(validation_messages(exc, data=body))) from None
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = data.get("status", "active")
     return parse_number(
-        {**dto.wire(), "id": "simulated", "orgId": org_id, "createdAt": now, "updatedAt": now}
+        {
+            **dto.wire(),
+            "id": str(data.get("id", "simulated")),
+            "orgId": str(data.get("orgId", org_id)),
+            "createdAt": now,
+            "updatedAt": now,
+            "status": status if status in ("active", "blocked") else "active",
+        }
     )
 
 
@@ -65,9 +85,17 @@ async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
     from router.secrets import SecretBox
 
     store = make_store(settings)
-    await store.start()
+    try:
+        await store.start()
+    except StoreUnavailable as exc:
+        raise SimulateError(
+            f"cannot read the store: {exc.detail} (with the embedded store and a running "
+            "worker, use --number-file with the number's JSON instead)"
+        ) from None
     try:
         doc = await store.lookup(key)
+    except StoreUnavailable as exc:
+        raise SimulateError(f"cannot read the store: {exc.detail}") from None
     finally:
         await store.close()
     if doc is None:
@@ -83,7 +111,11 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
     elif request.sip_uri:
         number = await _number_from_store(settings, sip_lookup_key(request.sip_uri))
     elif request.to:
-        number = await _number_from_store(settings, f"{request.provider}:{request.to}")
+        try:
+            to = normalize_e164(request.to)
+        except ValueError as exc:
+            raise SimulateError(f"--to: {exc}") from None
+        number = await _number_from_store(settings, f"{request.provider}:{to}")
     else:
         raise SimulateError("give --to, --sip-uri or --number-file")
     loop = asyncio.get_running_loop()

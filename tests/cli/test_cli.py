@@ -185,3 +185,48 @@ async def _subprocess(*argv: str, cwd: Path) -> dict[str, Any]:
     assert proc.returncode == 0, err.decode()
     result: dict[str, Any] = json.loads(out)
     return result
+
+
+def test_simulate_normalises_the_called_number_and_takes_an_api_record(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A number as `GET /phone-number/{id}` returns it (id, timestamps) simulates as is."""
+    record = {
+        **NUMBER,
+        "assistantId": "asst-9",
+        "id": "1b4e28ba-2fa1-4d3b-a3f5-ef19b5a7633b",
+        "orgId": "default",
+        "createdAt": "2026-01-01T00:00:00Z",
+        "updatedAt": "2026-01-01T00:00:00Z",
+        "status": "active",
+    }
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps(record))
+    code, out = _run(capsys, "simulate", "--number-file", str(path))
+    assert code == 0 and isinstance(out, dict)
+    assert out["decision"]["outcome"]["targetId"] == "asst-9"
+
+
+def test_simulate_reports_a_bad_number_file_plainly(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A number that fails validation is named with the API's message, exit 1."""
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({**NUMBER, "name": "x" * 41}))
+    assert main(["simulate", "--number-file", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "name must be shorter than or equal to 40 characters" in err
+    assert "invalid settings" not in err
+
+
+def test_serve_without_redis_exits_1_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unreachable Redis at start-up ends `serve` with a sentence, not a traceback."""
+    from tests.conftest import free_port
+
+    monkeypatch.setenv("ROUTER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
+    monkeypatch.setenv("ROUTER_REDIS_CONNECT_RETRIES", "0")
+    monkeypatch.setenv("ROUTER_LOG_LEVEL", "error")
+    assert main(["serve", "--host", "127.0.0.1", "--port", str(free_port())]) == 1
+    assert "cannot start: Redis is unavailable" in capsys.readouterr().err
