@@ -13,10 +13,11 @@ The contract is docs/sip-edge.md. Rules:
   plus `~` and 12 hex digits naming the called number. One Call-ID sent to two numbers
   can then never share a stored decision or call record (no replay across numbers).
 - Digest: a `vapi` number with `authentication` needs the caller's forwarded digest
-  `authorization` (router/providers/digest.py). The check runs in `render`, the one step
-  that has both the number and the request, and a failing one answers a `challenge`
-  whatever the decision was (the decision is still made, and stored for the retry that
-  carries credentials, which then replays it). The realm is the number's
+  `authorization` (router/providers/digest.py). The check runs in `verify`, before
+  anything is decided: a missing or failing digest raises `Challenge`, answered as a
+  `challenge` JSON, so an unauthenticated INVITE never reaches the customer's server.
+  The edge's bearer secret is checked even earlier (`preverify`, before the number is
+  looked up), so without it nobody learns which numbers exist. The realm is the number's
   `authentication.realm`, else the host of its `sipUri`. `byo-phone-number` calls have no
   digest: the trunk is trusted through the edge.
 - Every decision is HTTP 200 with a JSON `action`; an HTTP error means router did not
@@ -184,7 +185,7 @@ class SipProvider:
             raise Challenge(challenge, challenge.warnings[0])
 
     def parse(self, req: WebhookRequest) -> InboundCall:
-        """The ringing call; the digest inputs travel in `params` to `render`."""
+        """The ringing call (also read by `verify` for the digest check)."""
         body = _validated(req, RouteRequest)
         if body.method.strip().upper() != ROUTED_METHOD:
             raise MalformedWebhook("unsupported-method")
