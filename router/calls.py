@@ -19,11 +19,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from router.store import keys
 from router.store.base import StoreUnavailable
+from router.store.connect import REDIS_FAILURES, RedisClient
 
 
 @dataclass(slots=True)
@@ -209,7 +208,7 @@ class MemoryCallRecords(CallRecords):
 class RedisCallRecords(CallRecords):
     """Records and locks in Redis, shared by every worker."""
 
-    def __init__(self, client: Redis, ttl_seconds: int) -> None:
+    def __init__(self, client: RedisClient, ttl_seconds: int) -> None:
         super().__init__(ttl_seconds)
         self._client = client
         self._status_script = client.register_script(keys.STATUS_SCRIPT)
@@ -220,7 +219,7 @@ class RedisCallRecords(CallRecords):
             status, decided = await self._client.mget(
                 keys.call_record(call_id), keys.call_decision(call_id)
             )
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
         return _merged(status, decided)
 
@@ -232,7 +231,7 @@ class RedisCallRecords(CallRecords):
                 ex=self.ttl_seconds,
                 nx=True,
             )
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
     async def claim(self, call_id: str, ttl_ms: int) -> bool:
@@ -240,14 +239,14 @@ class RedisCallRecords(CallRecords):
             taken = await self._client.set(
                 keys.call_lock(call_id), self._token, px=ttl_ms + keys.CALL_LOCK_EXTRA_MS, nx=True
             )
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
         return bool(taken)
 
     async def release(self, call_id: str) -> None:
         try:
             await self._client.delete(keys.call_lock(call_id))
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
     async def update_status(
@@ -265,7 +264,7 @@ class RedisCallRecords(CallRecords):
                 keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
                 args=[orjson.dumps(event), orjson.dumps(base.to_wire()), self.ttl_seconds],
             )
-        except (TimeoutError, RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
         record = _merged(status, decided)
         assert record is not None  # the script always returns the status record

@@ -3,6 +3,13 @@
 Every write is one script that checks, claims, stores, indexes and PUBLISHes, so an
 acknowledged write has always published its invalidation. The writer also delivers the
 invalidation to its own handlers before returning, so a worker reads its own writes.
+
+One Redis, Sentinel and Cluster are all reached through `ROUTER_REDIS_URL` (the forms are
+in `router.store.connect` and docs/redis.md). On a Cluster every configuration key carries
+the `{router}` hash tag, so each script runs on one slot; the subscription is a plain
+connection to one node (a classic PUBLISH reaches every node) and moves to another node
+when it drops. With Sentinel the subscription follows the master after a failover. In
+every case a dropped subscription calls the `reset` handlers, before and after it is back.
 """
 
 from __future__ import annotations
@@ -16,12 +23,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import structlog
-from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.backoff import NoBackoff
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from router.store import keys
 from router.store.base import (
@@ -38,6 +42,7 @@ from router.store.base import (
     StoreUnavailable,
     to_micros,
 )
+from router.store.connect import REDIS_FAILURES, RedisClient, open_connection
 
 log = structlog.get_logger(__name__)
 
@@ -46,10 +51,13 @@ _POLL_SECONDS = 1.0
 # so a half-open TCP connection does not leave stale caches for minutes.
 _KEEPALIVE_SECONDS = 5.0
 _RESUBSCRIBE_FIRST_DELAY_SECONDS = 0.05
+# How often the subscription asks whether it is still where invalidations arrive (with
+# Sentinel: on the current master). A no-op for one Redis and for a Cluster.
+_TOPOLOGY_CHECK_SECONDS = 1.0
 
 
 class RedisStore(Store):
-    """The shared store on one Redis (redis://, rediss://, unix://)."""
+    """The shared store on Redis: one server, a Sentinel-managed master, or a Cluster."""
 
     def __init__(
         self,
@@ -66,48 +74,43 @@ class RedisStore(Store):
         self._retry_delay = retry_delay_seconds
         self._socket_timeout = socket_timeout_seconds
         self._resubscribe_max_delay = resubscribe_max_delay_seconds
-        # A burst beyond the pool waits (up to the socket timeout) for a free connection
-        # instead of failing at once, as redis-py's default pool would.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout_seconds,
-            decode_responses=True,
-            socket_timeout=socket_timeout_seconds,
-            socket_connect_timeout=socket_timeout_seconds,
-            # No silent client-side retries: a call fails fast (503), a write is never
-            # sent twice, and a dropped subscription is noticed here, where missed
-            # invalidations are handled.
-            retry=Retry(NoBackoff(), 0),
-            # RESP2: with RESP3 redis-py 8 turns on maintenance notifications, which skips
-            # its check for pooled connections the server has closed (first call fails).
-            protocol=2,
+        # Short timeouts, no client-side retries, RESP2: see `connect._client_kwargs`.
+        self._connection = open_connection(
+            url, socket_timeout_seconds=socket_timeout_seconds, max_connections=max_connections
         )
-        self._client = Redis.from_pool(pool)
+        self._client = self._connection.client
         self._create = self._client.register_script(keys.CREATE_SCRIPT)
         self._replace = self._client.register_script(keys.REPLACE_SCRIPT)
         self._delete = self._client.register_script(keys.DELETE_SCRIPT)
         self._subscribers: builtins.list[tuple[InvalidationHandler, ResetHandler]] = []
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
+        self._subscribed_node: str | None = None
         self._command_ok = False
 
     @property
-    def client(self) -> Redis:
-        """The store's Redis client (decoded responses), for other Redis-backed records."""
+    def client(self) -> RedisClient:
+        """The store's Redis client (decoded responses), for other Redis-backed records.
+
+        On a Cluster it routes by key slot: keys of one command must share a hash tag."""
         return self._client
 
     @property
     def healthy(self) -> bool:
         return self._subscribed and self._command_ok
 
+    @property
+    def subscribed_node(self) -> str | None:
+        """`host:port` of the server the invalidation subscription is on, None while down."""
+        return self._subscribed_node if self._subscribed else None
+
     async def start(self) -> None:
         attempts = self._connect_retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                await self._client.ping()
+                await self._connection.ping()
                 break
-            except (RedisError, OSError) as exc:
+            except REDIS_FAILURES as exc:
                 if attempt == attempts:
                     log.error("redis.connect_failed", url=self._safe_url, error=_reason(exc))
                     raise StoreUnavailable(f"Redis is unavailable: {_reason(exc)}") from exc
@@ -123,9 +126,10 @@ class RedisStore(Store):
         log.info("redis.connected", url=self._safe_url)
         try:
             pubsub = await self._subscribe()
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {_reason(exc)}") from exc
         self._subscribed = self._command_ok = True
+        self._subscribed_node = _where(pubsub)
         self._listener = asyncio.create_task(self._listen(pubsub), name="redis-invalidations")
         self._listener.add_done_callback(self._listener_done)
 
@@ -137,11 +141,11 @@ class RedisStore(Store):
                 await asyncio.wait([task])
         finally:
             self._subscribed = False
-            await self._client.aclose()
+            await self._connection.aclose()
 
     async def ping(self) -> None:
         with self._calls():
-            await self._client.ping()
+            await self._connection.ping()
 
     async def create(self, kind: str, doc: Doc, unique_key: str | None) -> None:
         with self._calls():
@@ -235,7 +239,10 @@ class RedisStore(Store):
             else:
                 pipe.zrangebyscore(created, lo, hi)
             if query.search is not None:
-                pipe.hgetall(keys.search_index(kind, org_id))
+                # Not `pipe.hgetall`: redis-py 8's cluster transaction hands HGETALL's reply
+                # callback a `keys` argument it does not take (TypeError); a raw command
+                # carries no such argument and is parsed alike on both clients.
+                pipe.execute_command("HGETALL", keys.search_index(kind, org_id))
             replies = await pipe.execute()
         ids: builtins.list[str] = replies[0]
         if query.search is not None:
@@ -261,7 +268,7 @@ class RedisStore(Store):
         """Translate every Redis failure into `StoreUnavailable`; track health."""
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except REDIS_FAILURES as exc:
             if self._command_ok:
                 log.warning("redis.unavailable", url=self._safe_url, error=_reason(exc))
             self._command_ok = False
@@ -297,7 +304,7 @@ class RedisStore(Store):
 
     async def _subscribe(self) -> PubSub:
         """A pub/sub connection whose SUBSCRIBE the server has confirmed."""
-        pubsub = self._client.pubsub()
+        pubsub = await self._connection.pubsub()
         try:
             await pubsub.subscribe(keys.INVALIDATION_CHANNEL)
             reply = await pubsub.get_message(timeout=self._socket_timeout)
@@ -316,20 +323,26 @@ class RedisStore(Store):
                 if pubsub is None:
                     try:
                         pubsub = await self._subscribe()
-                    except (RedisError, OSError):
+                    except REDIS_FAILURES:
                         await asyncio.sleep(delay)
                         delay = min(delay * 2, self._resubscribe_max_delay)
                         continue
+                    self._subscribed_node = _where(pubsub)
                     self._subscribed = self._command_ok = True
                     delay = _RESUBSCRIBE_FIRST_DELAY_SECONDS
-                    log.info("redis.subscription_restored", url=self._safe_url)
+                    log.info("redis.subscription_restored", url=self._safe_url, node=_where(pubsub))
                     # Invalidations published while we were away are lost: re-read everything.
                     self._reset()
                 try:
                     await self._pump(pubsub)
-                except (RedisError, OSError) as exc:
+                except REDIS_FAILURES as exc:
                     self._subscribed = False
-                    log.warning("redis.subscription_lost", url=self._safe_url, error=_reason(exc))
+                    log.warning(
+                        "redis.subscription_lost",
+                        url=self._safe_url,
+                        node=_where(pubsub),
+                        error=_reason(exc),
+                    )
                     await _close(pubsub)
                     pubsub = None
                     self._reset()
@@ -340,7 +353,7 @@ class RedisStore(Store):
 
     async def _pump(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
-        last_heard = last_ping = loop.time()
+        last_heard = last_ping = last_check = loop.time()
         while True:
             reply = await pubsub.get_message(timeout=_POLL_SECONDS)
             now = loop.time()
@@ -353,6 +366,10 @@ class RedisStore(Store):
             elif now - last_heard > _KEEPALIVE_SECONDS and now - last_ping > _KEEPALIVE_SECONDS:
                 await pubsub.ping()
                 last_ping = now
+            if now - last_check > _TOPOLOGY_CHECK_SECONDS:
+                last_check = now
+                if not await self._connection.subscription_current(pubsub):
+                    raise RedisConnectionError("the subscription's server is no longer the master")
 
     def _deliver(self, data: Any) -> None:
         try:
@@ -395,8 +412,17 @@ def _text(value: str | bytes) -> str:
 
 
 async def _close(pubsub: PubSub) -> None:
-    with suppress(RedisError, OSError):
+    with suppress(*REDIS_FAILURES):
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+
+def _where(pubsub: PubSub) -> str | None:
+    """`host:port` (or socket path) of the subscription's connection, for logs."""
+    connection = pubsub.connection
+    if connection is None:
+        return None
+    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+    return f"{host}:{port}" if host else getattr(connection, "path", None)
 
 
 def _keys_of(unique_key: str | None) -> tuple[str, ...]:
@@ -406,11 +432,15 @@ def _keys_of(unique_key: str | None) -> tuple[str, ...]:
 def _reason(exc: BaseException) -> str:
     """A short, single-line reason for logs and 503 messages."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MasterNotFoundError):
+        # redis-py appends the repr of every Sentinel client: long, and no help to a reader.
+        text = text.split(" : ", 1)[0] + " (no Sentinel answered, or none names a live master)"
     return text[:200]
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password (userinfo or `?password=`) replaced by `***`, for logs."""
+    """The URL with its passwords (userinfo, `?password=`, `?sentinel_password=`) replaced by
+    `***`, for logs. Works on the multi-host Sentinel and Cluster forms too."""
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.password is not None:
@@ -419,7 +449,7 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*"
+            [(k, "***" if "password" in k.lower() else v) for k, v in pairs], safe="*"
         )
     # Rebuilt by hand: urlunsplit would turn unix:///path into unix:/path.
     text = f"{parts.scheme}://{netloc}{parts.path}"

@@ -31,12 +31,22 @@ NUMBER: dict[str, Any] = {
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Any:
-    """`main` configures logging for the process; put it back for the next test."""
+def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`main` configures logging for the process; put it back for the next test.
+
+    Loggers must not be cached while a test's captured stream is the output: a module's
+    logger bound to it would write to a closed file in every later test.
+    """
     import logging
 
     import structlog
 
+    configure = structlog.configure
+    monkeypatch.setattr(
+        structlog,
+        "configure",
+        lambda **kw: configure(**{**kw, "cache_logger_on_first_use": False}),
+    )
     handlers = logging.getLogger().handlers[:]
     yield
     structlog.reset_defaults()
@@ -219,14 +229,27 @@ def test_simulate_reports_a_bad_number_file_plainly(
     assert "invalid settings" not in err
 
 
-def test_serve_without_redis_exits_1_with_a_message(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_serve_without_redis_exits_1_with_a_message(tmp_path: Path) -> None:
     """An unreachable Redis at start-up ends `serve` with a sentence, not a traceback."""
+    import os
+
     from tests.conftest import free_port
 
-    monkeypatch.setenv("ROUTER_REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")
-    monkeypatch.setenv("ROUTER_REDIS_CONNECT_RETRIES", "0")
-    monkeypatch.setenv("ROUTER_LOG_LEVEL", "error")
-    assert main(["serve", "--host", "127.0.0.1", "--port", str(free_port())]) == 1
-    assert "cannot start: Redis is unavailable" in capsys.readouterr().err
+    env = {
+        **os.environ,
+        "ROUTER_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "ROUTER_REDIS_CONNECT_RETRIES": "0",
+        "ROUTER_LOG_LEVEL": "error",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot start: Redis is unavailable" in done.stderr
+    assert "Traceback" not in done.stderr
