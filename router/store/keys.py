@@ -211,3 +211,27 @@ else
 end
 return {changed, cjson.encode(record), redis.call('GET', KEYS[2])}
 """
+
+
+# One page of an org's listing by rank, not by `LIMIT offset` (which walks every skipped
+# entry): the ranks bounding the createdAt range come from ZCOUNT, O(log N) each, so
+# page 100 costs what page 1 does. Bounds are inclusive whole microseconds or +-inf.
+# KEYS: created index. ARGV: lo, hi, offset, limit, descending ("1"/"0").
+# Returns {total in range, ids of the page}.
+LIST_SCRIPT = """
+local key, lo, hi = KEYS[1], ARGV[1], ARGV[2]
+local offset, limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local total = redis.call('ZCOUNT', key, lo, hi)
+if limit <= 0 or offset >= total then
+  return {total, {}}
+end
+local last = offset + math.min(limit, total - offset) - 1
+if ARGV[5] == '1' then
+  local skip = 0
+  if hi ~= '+inf' then skip = redis.call('ZCOUNT', key, '(' .. hi, '+inf') end
+  return {total, redis.call('ZREVRANGE', key, skip + offset, skip + last)}
+end
+local skip = 0
+if lo ~= '-inf' then skip = redis.call('ZCOUNT', key, '-inf', '(' .. lo) end
+return {total, redis.call('ZRANGE', key, skip + offset, skip + last)}
+"""

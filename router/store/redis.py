@@ -82,6 +82,7 @@ class RedisStore(Store):
         self._create = self._client.register_script(keys.CREATE_SCRIPT)
         self._replace = self._client.register_script(keys.REPLACE_SCRIPT)
         self._delete = self._client.register_script(keys.DELETE_SCRIPT)
+        self._list_page = self._client.register_script(keys.LIST_SCRIPT)
         self._subscribers: builtins.list[tuple[InvalidationHandler, ResetHandler]] = []
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = False
@@ -212,14 +213,17 @@ class RedisStore(Store):
         updated_low, updated_high = query.updated_bounds()
         with self._calls():
             if query.search is None and updated_low is None and updated_high is None:
-                # The plain listing: the index windows it, so page 100 costs what page 1 does.
-                async with self._client.pipeline(transaction=True) as pipe:
-                    pipe.zcount(created, lo, hi)
-                    if query.descending:
-                        pipe.zrevrangebyscore(created, hi, lo, start=query.offset, num=query.limit)
-                    else:
-                        pipe.zrangebyscore(created, lo, hi, start=query.offset, num=query.limit)
-                    total, ids = await pipe.execute()
+                # The plain listing: windowed by rank in the index (keys.LIST_SCRIPT).
+                total, ids = await self._list_page(
+                    keys=[created],
+                    args=[
+                        str(lo),
+                        str(hi),
+                        query.offset,
+                        query.limit,
+                        "1" if query.descending else "0",
+                    ],
+                )
             else:
                 ids = await self._filtered_ids(kind, org_id, query, lo, hi)
                 total = len(ids)

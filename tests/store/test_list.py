@@ -174,3 +174,42 @@ def _matches(doc: Doc, query: ListQuery) -> bool:
             return False
     text = f"{doc.get('name', '')}\x1f{doc['number']}".lower()
     return query.search is None or query.search.lower() in text
+
+
+async def test_rank_windows_match_a_full_scan_for_every_bound_and_order(store: Store) -> None:
+    """Windows taken by rank inside a createdAt range equal slicing the whole ordered range,
+    for inclusive and exclusive bounds, both orders, and windows past the end."""
+    created = [i * 10 for i in range(60)]
+    for i, micros in enumerate(created):
+        await store.create(PN, number(f"r{i:03d}", micros, micros), None)
+    stamps = [BASE + micros for micros in created]
+    cases: list[dict[str, int]] = [
+        {},
+        {"created_ge": stamps[10]},
+        {"created_gt": stamps[10], "created_lt": stamps[50]},
+        {"created_le": stamps[30]},
+    ]
+    for bounds in cases:
+        expected = [
+            f"r{i:03d}"
+            for i, t in enumerate(stamps)
+            if t >= bounds.get("created_ge", t)
+            and t > bounds.get("created_gt", t - 1)
+            and t < bounds.get("created_lt", t + 1)
+            and t <= bounds.get("created_le", t)
+        ]
+        for descending in (False, True):
+            ordered = expected[::-1] if descending else expected
+            for offset in (0, 5, len(ordered) - 3, len(ordered) + 5):
+                window = ListQuery(
+                    created_gt=bounds.get("created_gt"),
+                    created_lt=bounds.get("created_lt"),
+                    created_ge=bounds.get("created_ge"),
+                    created_le=bounds.get("created_le"),
+                    descending=descending,
+                    offset=offset,
+                    limit=7,
+                )
+                page = await store.list(PN, "org-a", window)
+                assert page.total == len(ordered)
+                assert [d["id"] for d in page.items] == ordered[offset : offset + 7]
