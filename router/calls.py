@@ -14,11 +14,10 @@ re-encode the decision.
 from __future__ import annotations
 
 import abc
+import json
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import orjson
 
 from router.store import keys
 from router.store.base import StoreUnavailable
@@ -88,6 +87,13 @@ class StatusUpdate:
     final: bool
     sequence: int | None
     duration_seconds: int | None
+
+
+class CallOwnedElsewhere(Exception):
+    """A status event names a call id whose record belongs to another number: ignored.
+
+    Every org signs its own webhooks, so a call id alone must not let one org touch
+    another org's call."""
 
 
 class CallRecords(abc.ABC):
@@ -194,6 +200,8 @@ class MemoryCallRecords(CallRecords):
     ) -> tuple[CallRecord, bool]:
         self._expire()
         status = self._live(self._statuses, base.call_id)
+        if status is not None and status.phone_number_id != base.phone_number_id:
+            raise CallOwnedElsewhere(base.call_id)
         first = status is None
         if status is None:
             status = replace(base)
@@ -212,6 +220,7 @@ class RedisCallRecords(CallRecords):
         super().__init__(ttl_seconds)
         self._client = client
         self._status_script = client.register_script(keys.STATUS_SCRIPT)
+        self._release_script = client.register_script(keys.RELEASE_SCRIPT)
         self._token = f"{time.time_ns()}-{id(self)}"
 
     async def get(self, call_id: str) -> CallRecord | None:
@@ -227,7 +236,7 @@ class RedisCallRecords(CallRecords):
         try:
             await self._client.set(
                 keys.call_decision(record.call_id),
-                orjson.dumps(record.to_wire()),
+                _dumps(record.to_wire()),
                 ex=self.ttl_seconds,
                 nx=True,
             )
@@ -245,7 +254,8 @@ class RedisCallRecords(CallRecords):
 
     async def release(self, call_id: str) -> None:
         try:
-            await self._client.delete(keys.call_lock(call_id))
+            # Only our own lock: one that expired and was taken by another worker stays.
+            await self._release_script(keys=[keys.call_lock(call_id)], args=[self._token])
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
@@ -262,20 +272,28 @@ class RedisCallRecords(CallRecords):
         try:
             changed, status, decided = await self._status_script(
                 keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
-                args=[orjson.dumps(event), orjson.dumps(base.to_wire()), self.ttl_seconds],
+                args=[_dumps(event), _dumps(base.to_wire()), self.ttl_seconds],
             )
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        if changed == -1:
+            raise CallOwnedElsewhere(base.call_id)
         record = _merged(status, decided)
         assert record is not None  # the script always returns the status record
         return record, bool(changed)
 
 
+def _dumps(value: dict[str, Any]) -> str:
+    # The stdlib, not orjson: a customer's transient assistant may hold integers beyond
+    # 64 bits, which must be stored exactly, not refused.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _merged(status: str | bytes | None, decided: str | bytes | None) -> CallRecord | None:
     """The call's record: the decided one (exactly as written) with the latest status."""
     if decided is None:
-        return None if status is None else CallRecord.from_wire(orjson.loads(status))
-    record = CallRecord.from_wire(orjson.loads(decided))
+        return None if status is None else CallRecord.from_wire(json.loads(status))
+    record = CallRecord.from_wire(json.loads(decided))
     if status is None:
         return record
-    return with_status(record, CallRecord.from_wire(orjson.loads(status)))
+    return with_status(record, CallRecord.from_wire(json.loads(status)))

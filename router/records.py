@@ -9,7 +9,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from router.errors import ApiError, bad_request, validation_messages
-from router.secrets import SecretBox, SecretKeyError, get_path, map_paths, mask
+from router.secrets import (
+    ENCRYPTED_PREFIX,
+    SecretBox,
+    SecretKeyError,
+    get_path,
+    map_paths,
+    mask,
+)
 from router.store.base import Conflict, Doc
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,7 +62,14 @@ class Codec:
         self._box = box
 
     def seal(self, wire: dict[str, Any], paths: tuple[str, ...]) -> Doc:
-        """The stored form: secret fields encrypted (when a key is configured)."""
+        """The stored form: secret fields encrypted (when a key is configured).
+
+        A secret that itself starts with the encryption marker is refused: stored, it
+        would read back as ciphertext and fail to decrypt on every call.
+        """
+        marked = [p for p in paths if str(get_path(wire, p) or "").startswith(ENCRYPTED_PREFIX)]
+        if marked:
+            raise bad_request(*(f"{p} must not start with {ENCRYPTED_PREFIX}" for p in marked))
         return map_paths(wire, paths, self._box.encrypt)
 
     def open(self, doc: Doc, paths: tuple[str, ...]) -> dict[str, Any]:

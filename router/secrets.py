@@ -45,7 +45,7 @@ class SecretBox:
         self._fernet = Fernet(_fernet_key(key)) if key else None
 
     def encrypt(self, value: str) -> str:
-        if self._fernet is None or value.startswith(ENCRYPTED_PREFIX):
+        if self._fernet is None:
             return value
         return ENCRYPTED_PREFIX + self._fernet.encrypt(value.encode()).decode()
 

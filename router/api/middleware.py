@@ -40,9 +40,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc)
     except StoreUnavailable as exc:
         log.warning("api.store_unavailable", path=request.path, detail=exc.detail)
-        return error_response(
-            ApiError(503, f"{exc.detail}; the write was not applied, retry later")
-        )
+        # The detail (addresses, driver messages) stays in the log; clients get the gist.
+        gist = exc.detail.split(":", 1)[0]
+        return error_response(ApiError(503, f"{gist}; the request was not applied, retry later"))
     except ValidationError as exc:
         return error_response(ApiError(400, validation_messages(exc)))
     except web.HTTPException as exc:

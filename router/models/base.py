@@ -38,7 +38,7 @@ class OpenModel(WireModel):
 
 
 def _check_sip_uri(value: str) -> str:
-    if not SIP_URI.match(value):
+    if not SIP_URI.fullmatch(value):
         raise ValueError("must be a SIP URI like sip:user@host")
     return value
 
@@ -51,7 +51,7 @@ def _check_header_value(value: str) -> str:
 
 def _check_headers(value: dict[str, Any]) -> dict[str, Any]:
     for name, item in value.items():
-        if not HEADER_NAME.match(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"{name!r} is not a valid header name")
         if not isinstance(item, str | int | float | bool):
             raise ValueError(f"header {name!r} must be a string, number or boolean")
@@ -66,12 +66,12 @@ Headers = Annotated[dict[str, Any], AfterValidator(_check_headers)]
 def check_number(value: str, e164: bool) -> str:
     """Vapi's rule for `number`: E.164 unless the check is disabled, then alphanumeric."""
     if e164:
-        if not E164.match(value):
+        if not E164.fullmatch(value):
             raise ValueError(
                 "number must be a valid phone number in E.164 format (e.g. +14155551234); "
                 "set numberE164CheckEnabled to false for other numbers"
             )
-    elif not ALNUM_NUMBER.match(value):
+    elif not ALNUM_NUMBER.fullmatch(value):
         raise ValueError("number must contain only letters and digits, optionally after a +")
     return value
 
@@ -79,6 +79,6 @@ def check_number(value: str, e164: bool) -> str:
 def normalize_e164(value: str) -> str:
     """A provider number in E.164 form: `14155551234` and `+14155551234` are one number."""
     candidate = value if value.startswith("+") else f"+{value}"
-    if not E164.match(candidate):
+    if not E164.fullmatch(candidate):
         raise ValueError("number must be a valid phone number in E.164 format (e.g. +14155551234)")
     return candidate

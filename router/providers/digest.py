@@ -123,7 +123,7 @@ def parse_authorization(value: str) -> DigestCredentials:
     if creds.qop is not None:
         if creds.qop != "auth":
             raise DigestError("unsupported-qop")
-        if not creds.cnonce or creds.nc is None or not _NC_RE.match(creds.nc):
+        if not creds.cnonce or creds.nc is None or not _NC_RE.fullmatch(creds.nc):
             raise DigestError("malformed-authorization")
     elif creds.algorithm.endswith("-SESS"):
         raise DigestError("malformed-authorization")  # -sess hashes a cnonce, sent with qop only
@@ -166,7 +166,7 @@ def make_nonce(key: bytes, now: float) -> str:
 
 def nonce_age(key: bytes, nonce: str, now: float) -> float | None:
     """Seconds since `nonce` was issued, or None when this key did not issue it."""
-    match = _NONCE_RE.match(nonce)
+    match = _NONCE_RE.fullmatch(nonce)
     if match is None:
         return None
     stamp, mac = match.groups()

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
+import orjson
 from pydantic import Field, ValidationError
 
 from router.models.base import OpenModel, normalize_e164
@@ -370,7 +371,8 @@ def _json_object(req: WebhookRequest) -> dict[str, Any] | None:
     if req.method != "POST" or not req.body:
         return None
     try:
-        data = json.loads(req.body)
+        # orjson refuses deep nesting with a ValueError; the stdlib raises RecursionError.
+        data = orjson.loads(req.body)
     except ValueError:
         return None
     return data if isinstance(data, dict) else None

@@ -31,12 +31,14 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 import aiohttp
+import structlog
 
 from router.models.common import Server
 from router.models.phone_numbers import AnyPhoneNumber, secret_fields
 from router.routing.decide import AssistantRequester, AssistantRequestResult
 from router.routing.inbound import InboundCall
 
+log = structlog.get_logger("router.server")
 DEFAULT_TIMEOUT_SECONDS: Final = 20.0
 DEFAULT_SAFETY_MARGIN_SECONDS: Final = 0.05
 DEFAULT_MAX_BODY_BYTES: Final = 1_048_576
@@ -249,8 +251,11 @@ class AssistantRequestClient:
                 status, _ = await self._post(
                     self._session, server.url, _headers(server, body, secret), body
                 )
-        except (TimeoutError, aiohttp.ClientError, _TooLarge):
+        except (TimeoutError, aiohttp.ClientError, _TooLarge) as exc:
+            _message_failed(message, type(exc).__name__)
             return None
+        if not 200 <= status < 300:
+            _message_failed(message, f"http-{status}")
         return status
 
     async def _post(
@@ -295,6 +300,17 @@ class AssistantRequestClient:
     @staticmethod
     def _elapsed_ms(started: float) -> float:
         return round((asyncio.get_running_loop().time() - started) * 1000, 1)
+
+
+def _message_failed(message: dict[str, Any], reason: str) -> None:
+    """A one-way message the server did not take: logged once (owned tasks surface errors)."""
+    call = message.get("call") or {}
+    log.warning(
+        "server_message.failed",
+        type=message.get("type"),
+        call_id=call.get("phoneCallProviderId"),
+        reason=reason,
+    )
 
 
 def _headers(server: Server, body: bytes, secret: str | None) -> dict[str, str]:

@@ -170,16 +170,20 @@ def call_lock(call_id: str) -> str:
 
 
 # Update a call record's status unless it would move a final status back, or an older
-# event (lower sequence) would overwrite a newer one. KEYS: status record, decision.
+# event (lower sequence) would overwrite a newer one; a record of another number is left
+# alone (-1). KEYS: status record, decision.
 # Returns {1 when the status changed (or is the call's first), the status record, the
 # decision record untouched}.
 STATUS_SCRIPT = """
 local raw = redis.call('GET', KEYS[1])
+local base = cjson.decode(ARGV[2])
 local record
 if raw then
   record = cjson.decode(raw)
+  -- A record of another number: the event is ignored (returned as -1).
+  if record['phoneNumberId'] ~= base['phoneNumberId'] then return {-1, '', false} end
 else
-  record = cjson.decode(ARGV[2])
+  record = base
 end
 local event = cjson.decode(ARGV[1])
 local function num(value, default)
@@ -210,6 +214,15 @@ else
   redis.call('SET', KEYS[1], cjson.encode(record), 'EX', ARGV[3])
 end
 return {changed, cjson.encode(record), redis.call('GET', KEYS[2])}
+"""
+
+
+# Delete a decision lock only if this worker still holds it (its token).
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 """
 
 
