@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
 from router.calls import CallRecord
@@ -68,31 +66,32 @@ class Events:
         elif facts is not None:
             m.assistant_requests.labels(facts.outcome).inc()
             m.assistant_request_seconds.labels(facts.outcome).observe(facts.latency_ms / 1000)
-        fields: dict[str, Any] = {
-            "provider": provider,
-            "endpoint": endpoint,
-            "call_id": call.provider_call_id,
-            "router_call_id": call.id,
-            "org_id": number.org_id,
-            "phone_number_id": number.id,
-            "to": call.to_number or call.sip_uri,
-            "caller": mask_caller(call.from_number),
-            "route": decision.route,
-            "target": decision.target,
-            "ended_reason": decision.ended_reason,
-            "failure_reason": decision.failure_reason,
-            "assistant_request_outcome": facts.outcome if facts else None,
-            "assistant_request_attempts": facts.attempts if facts else 0,
-            "assistant_request_latency_ms": facts.latency_ms if facts else None,
-            "assistant_request_status": facts.http_status if facts else None,
-            "cache_hit": cache_hit,
-            "replayed": replayed,
-            "latency_ms": round(latency_ms, 2),
-            "trace": list(decision.trace),
-        }
-        if warnings:
-            fields["render_warnings"] = list(warnings)
-        log.info("call.routed", **fields)
+        # Keywords straight into the call (no dict built, then copied): logged per call.
+        extra = {"render_warnings": list(warnings)} if warnings else {}
+        log.info(
+            "call.routed",
+            provider=provider,
+            endpoint=endpoint,
+            call_id=call.provider_call_id,
+            router_call_id=call.id,
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            to=call.to_number or call.sip_uri,
+            caller=mask_caller(call.from_number),
+            route=decision.route,
+            target=decision.target,
+            ended_reason=decision.ended_reason,
+            failure_reason=decision.failure_reason,
+            assistant_request_outcome=facts.outcome if facts else None,
+            assistant_request_attempts=facts.attempts if facts else 0,
+            assistant_request_latency_ms=facts.latency_ms if facts else None,
+            assistant_request_status=facts.http_status if facts else None,
+            cache_hit=cache_hit,
+            replayed=replayed,
+            latency_ms=round(latency_ms, 2),
+            trace=list(decision.trace),
+            **extra,
+        )
 
     def lookup(self, hit: bool) -> None:
         self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()

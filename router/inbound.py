@@ -21,7 +21,8 @@ from typing import Any, Final
 import structlog
 
 from router.cache import CredentialCache, NumberCache
-from router.calls import CallRecord, CallRecords, StatusUpdate
+from router.calls import CallOwnedElsewhere, CallRecord, CallRecords, StatusUpdate
+from router.errors import ApiError
 from router.events import Events
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
@@ -36,7 +37,7 @@ from router.providers.base import (
 from router.routing import decision as reasons
 from router.routing.assistant_request import AssistantRequestClient, public_number
 from router.routing.decide import AssistantRequestResult, decide, failure_decision
-from router.routing.decision import Decision, Reject, Say
+from router.routing.decision import Connect, Decision, Reject, Say
 from router.routing.inbound import InboundCall
 from router.settings import Settings
 from router.store.base import StoreUnavailable
@@ -108,6 +109,11 @@ class Inbound:
         key = provider.lookup_key(req)
         if key is None:
             return None, False
+        # A warm entry answers without a timeout scope or an await: the common case.
+        cached, number = self.numbers.peek(key)
+        if cached:
+            self.events.lookup(True)
+            return number, True
         hits = self.numbers.hits
         timeout = min(2.0, provider.budget_seconds(self.settings) / 3)
         try:
@@ -116,16 +122,24 @@ class Inbound:
         except (StoreUnavailable, TimeoutError):
             log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=key)
             return None, False
+        except ApiError as exc:
+            # A stored number router cannot read (e.g. secrets under another ROUTER_SECRET_KEY).
+            log.error(
+                "webhook.number_unreadable", provider=provider.name, lookup_key=key, detail=str(exc)
+            )
+            return None, False
         hit = self.numbers.hits > hits
         self.events.lookup(hit)
         return number, hit
 
     async def verify(self, provider: Provider, req: WebhookRequest, number: AnyPhoneNumber) -> None:
         """Raise VerificationFailed unless the provider signed this request for this number."""
-        credentials: Sequence[AnyCredential] = ()
-        # Without the store, verification uses what the number itself holds, or fails closed.
-        with contextlib.suppress(StoreUnavailable):
-            credentials = await self.credentials.for_org(number.org_id)
+        credentials: Sequence[AnyCredential] | None = self.credentials.peek(number.org_id)
+        if credentials is None:
+            credentials = ()
+            # Without the store, verification uses what the number holds, or fails closed.
+            with contextlib.suppress(StoreUnavailable):
+                credentials = await self.credentials.for_org(number.org_id)
         provider.verify(req, number, credentials, self.settings)
 
     async def decide(
@@ -178,7 +192,9 @@ class Inbound:
     ) -> Outcome:
         call_id = call.provider_call_id
         hard_stop = deadline - RENDER_MARGIN_SECONDS / 2
-        pending = self._inflight.get(call_id)
+        # Scoped to the number: a call id alone must not join another number's decision.
+        inflight_key = f"{number.id}:{call_id}"
+        pending = self._inflight.get(inflight_key)
         if pending is not None:
             try:
                 async with asyncio.timeout_at(hard_stop):
@@ -187,7 +203,7 @@ class Inbound:
             except TimeoutError:
                 return Outcome(await self._decide(number, call, _timed_out))
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._inflight[call_id] = future
+        self._inflight[inflight_key] = future
         try:
             try:
                 async with asyncio.timeout_at(hard_stop):
@@ -196,13 +212,13 @@ class Inbound:
                 outcome = Outcome(await self._decide(number, call, _timed_out))
             except Exception:
                 log.exception("inbound.decide_failed", call_id=call_id)
-                outcome = Outcome(await self._decide(number, call, _timed_out))
+                outcome = Outcome(self._failure(number, "internal-error"))
             future.set_result(outcome)
             return outcome
         finally:
             if not future.done():
                 future.set_result(Outcome(self.apology()))
-            self._inflight.pop(call_id, None)
+            self._inflight.pop(inflight_key, None)
 
     async def _once(self, number: AnyPhoneNumber, call: InboundCall, deadline: float) -> Outcome:
         """Replay a decision any worker made for this call id, or make it under a lock."""
@@ -217,6 +233,13 @@ class Inbound:
             while True:
                 record = await self.records.get(call_id)
                 if record is not None and record.decision is not None:
+                    if record.phone_number_id != number.id:
+                        # Another number's call id (a forged or colliding request): its
+                        # decision is not ours to replay, nor ours to overwrite.
+                        log.warning("inbound.call_id_of_another_number", call_id=call_id)
+                        return Outcome(
+                            self._unrecorded(number, await self._decide(number, call, requester))
+                        )
                     return Outcome(Decision.from_dict(record.decision), replayed=True)
                 if await self.records.claim(call_id, budget_ms):
                     break
@@ -224,15 +247,30 @@ class Inbound:
         except StoreUnavailable as exc:
             # Availability first: decide without coordination rather than drop the call.
             log.warning("inbound.records_unavailable", call_id=call_id, detail=exc.detail)
-            return Outcome(await self._decide(number, call, requester))
+            return Outcome(self._unrecorded(number, await self._decide(number, call, requester)))
         try:
             decision = await self._decide(number, call, requester)
             await self.records.put(self._record(number, call, decision))
         except StoreUnavailable as exc:
             log.warning("inbound.record_not_written", call_id=call_id, detail=exc.detail)
+            decision = self._unrecorded(number, decision)
         finally:
             self.tasks.spawn(self._release(call_id), name=f"release:{call_id}")
         return Outcome(decision)
+
+    def _unrecorded(self, number: AnyPhoneNumber, decision: Decision) -> Decision:
+        """A decision whose call record was not written. A transient assistant, squad or
+        workflow lives only in that record, so the runtime would find nothing: such a call
+        takes the failure branch instead (fallbackDestination, hooks or the apology)."""
+        outcome = decision.outcome
+        if isinstance(outcome, Connect) and outcome.target_id is None:
+            return self._failure(number, "record-not-written")
+        return decision
+
+    def _failure(self, number: AnyPhoneNumber, step: str) -> Decision:
+        return failure_decision(
+            number, reasons.FAILED, apology=self.settings.apology_message, step=step
+        )
 
     async def _release(self, call_id: str) -> None:
         with contextlib.suppress(StoreUnavailable):  # the lock expires on its own
@@ -269,6 +307,14 @@ class Inbound:
         update = StatusUpdate(event.status, event.is_final, event.sequence, event.duration_seconds)
         try:
             record, changed = await self.records.update_status(base, update)
+        except CallOwnedElsewhere:
+            log.warning(
+                "call.status_ignored",
+                call_id=event.provider_call_id,
+                phone_number_id=number.id,
+                reason="call id of another number",
+            )
+            return None
         except StoreUnavailable as exc:
             log.warning(
                 "call.status_not_recorded", call_id=event.provider_call_id, detail=exc.detail

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -18,12 +20,46 @@ _SECRET_NAME = re.compile(
 _ALLOWED = frozenset({"signature_valid", "token_kind"})
 
 
+# The secret-looking names among an event's field names, by the tuple of those names: an
+# event logs the same fields each time, so the pattern runs once per shape of event, not
+# once per field of every line (`call.routed` is logged on every webhook).
+_secret_fields: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHAPES_KEPT = 1024  # bounded: a shape beyond it is simply checked field by field
+
+
 def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Replace values of secret-looking fields with `[redacted]`."""
-    for key in list(event):
-        if key not in _ALLOWED and _SECRET_NAME.search(key) and event[key] is not None:
+    names = tuple(event)
+    secret = _secret_fields.get(names)
+    if secret is None:
+        secret = tuple(k for k in names if k not in _ALLOWED and _SECRET_NAME.search(k))
+        if len(_secret_fields) < _SHAPES_KEPT:
+            _secret_fields[names] = secret
+    for key in secret:
+        if event[key] is not None:
             event[key] = "[redacted]"
     return event
+
+
+class _IsoUtcTimestamp:
+    """`timestamp` as structlog's `TimeStamper(fmt="iso", utc=True)` writes it
+    (`2024-05-01T12:00:00.123456Z`, the fraction left out at a whole second), from the
+    same clock, with the date and time of day formatted once per second, not per line."""
+
+    def __init__(self) -> None:
+        # (second, its text) as one object: threads logging at once never mix two seconds.
+        self._cached = (-1, "")
+
+    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
+        # datetime.now() reads this clock and floors it to the microsecond, as here.
+        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
+        cached = self._cached
+        if cached[0] != second:
+            cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+            self._cached = cached
+        prefix = cached[1]
+        event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
+        return event
 
 
 def _orjson_dumps(value: Any, default: Any = None) -> str:
@@ -42,7 +78,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _IsoUtcTimestamp(),
         redact_secrets,
     ]
     structlog.configure(
@@ -50,7 +86,9 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        # One write per line (PrintLogger makes two when stdout is unbuffered, as in the
+        # container image): `call.routed` is logged on every webhook.
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
 

@@ -8,16 +8,18 @@ worker's values (prometheus-client's multiprocess mode).
 from __future__ import annotations
 
 import os
-from typing import Final
+from bisect import bisect_left
+from typing import Final, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
     generate_latest,
 )
+from prometheus_client import Counter as _Counter
+from prometheus_client import Gauge as _Gauge
+from prometheus_client import Histogram as _Histogram
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # Webhook answers must stay far below the providers' budgets: resolution where it matters.
@@ -25,6 +27,93 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 4.0, 5.0, 7.5, 10.0,
 )  # fmt: skip
 MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+def _existing_child(metric: _M, values: tuple[object, ...]) -> _M | None:
+    """The child already made for exactly these (string) label values, else None.
+
+    prometheus-client keys children by the values as strings; a value that is not one
+    misses here and goes the library's full way, which converts and validates it.
+    """
+    # Keyed by tuples of strings; any tuple can be looked up (a non-string one just misses).
+    children: dict[tuple[object, ...], _M] | None = getattr(metric, "_metrics", None)
+    return None if children is None else children.get(values)
+
+
+class Counter(_Counter):
+    """prometheus-client's Counter, leaner on the calls the webhook path makes.
+
+    `labels(...)` finds an existing child with one dict read (the library validates the
+    values and takes a lock on every call), and `inc()` on a child goes straight to its
+    value once the library's checks are known to pass. Values and exposition are the
+    library's own; every other case takes the library's path.
+    """
+
+    _ready = False  # set once the library made this metric's values: it is observable
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._ready = True
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Counter:
+        if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
+            return child
+        return super().labels(*labelvalues, **labelkwargs)
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        if self._ready and amount >= 0 and not exemplar:
+            self._value.inc(amount)
+        else:
+            super().inc(amount, exemplar)
+
+
+class Histogram(_Histogram):
+    """prometheus-client's Histogram, leaner on `labels(...)` and `observe()` (see Counter):
+    the bucket is found by bisection, as the library's loop finds it."""
+
+    _ready = False
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._ready = True
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Histogram:
+        if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
+            return child
+        return super().labels(*labelvalues, **labelkwargs)
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        if self._ready and not exemplar and amount == amount:  # NaN: the library's way
+            self._sum.inc(amount)
+            # The first bucket whose upper bound is >= amount; the last one is +Inf.
+            self._buckets[bisect_left(self._upper_bounds, amount)].inc(1)
+        else:
+            super().observe(amount, exemplar)
+
+
+class Gauge(_Gauge):
+    """prometheus-client's Gauge whose `inc()` / `dec()` go straight to the value once the
+    library's checks are known to pass (see Counter)."""
+
+    _ready = False
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._ready = True
+
+    def inc(self, amount: float = 1) -> None:
+        if self._ready and not self._is_most_recent:
+            self._value.inc(amount)
+        else:
+            super().inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        if self._ready and not self._is_most_recent:
+            self._value.inc(-amount)
+        else:
+            super().dec(amount)
 
 
 class Metrics:

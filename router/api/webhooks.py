@@ -50,9 +50,20 @@ def respond(rendered: Rendered) -> web.Response:
     )
 
 
+# Provider webhooks are a few KiB. Anything far larger is refused before it is parsed or
+# hashed: unauthenticated megabyte forms would otherwise stall the loop and delay real calls.
+WEBHOOK_MAX_BODY_BYTES = 64 * 1024
+
+
 async def _snapshot(request: web.Request) -> WebhookRequest:
     received = asyncio.get_running_loop().time()
+    if (request.content_length or 0) > WEBHOOK_MAX_BODY_BYTES:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=request.content_length or 0
+        )
     body = await request.read()
+    if len(body) > WEBHOOK_MAX_BODY_BYTES:  # a chunked body announces no length
+        raise web.HTTPRequestEntityTooLarge(max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=len(body))
     return WebhookRequest.create(
         method=request.method,
         url=signed_url(request, request.app[SETTINGS].public_url),
@@ -170,12 +181,21 @@ def provider_routes(provider: Provider) -> list[web.RouteDef]:
     """The three endpoints of one provider, under `/{provider.name}/`."""
 
     async def voice(request: web.Request) -> web.Response:
-        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
+        # inc/dec around the answer, as `track_inprogress()` does, without its object.
+        inflight = request.app[INBOUND].events.metrics.inflight_webhooks
+        inflight.inc()
+        try:
             return await _answer(request, provider, fallback=False)
+        finally:
+            inflight.dec()
 
     async def fallback(request: web.Request) -> web.Response:
-        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
+        inflight = request.app[INBOUND].events.metrics.inflight_webhooks
+        inflight.inc()
+        try:
             return await _answer(request, provider, fallback=True)
+        finally:
+            inflight.dec()
 
     async def status(request: web.Request) -> web.Response:
         return await _status(request, provider)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final, Protocol
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
@@ -26,6 +27,7 @@ STANDARD_ENDPOINTS: Final[Mapping[str, str]] = {
     "status": "status",
 }
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+_NO_PARAMS: Final[MultiMapping[str]] = MultiDictProxy(MultiDict())
 # The call statuses every provider's status events are normalised to.
 CALL_STATUSES: Final = (
     "ringing",
@@ -71,15 +73,24 @@ class WebhookRequest:
     ) -> WebhookRequest:
         """A snapshot from raw parts; query and params are parsed as the provider signed them."""
         parts = urlsplit(url)
-        query = MultiDictProxy(MultiDict(parse_qsl(parts.query, keep_blank_values=True)))
-        ci_headers = CIMultiDictProxy(CIMultiDict(headers))
-        params: MultiMapping[str] = (
-            query if method.upper() == "GET" else MultiDictProxy(MultiDict())
+        query = (
+            MultiDictProxy(MultiDict(parse_qsl(parts.query, keep_blank_values=True)))
+            if parts.query
+            else _NO_PARAMS
         )
-        if method.upper() != "GET" and is_form(ci_headers):
+        # aiohttp's request headers are already a read-only case-insensitive view, fixed
+        # once the request is parsed: kept as they are rather than copied on every webhook.
+        ci_headers = (
+            headers
+            if isinstance(headers, CIMultiDictProxy)
+            else CIMultiDictProxy(CIMultiDict(headers))
+        )
+        verb = method.upper()
+        params: MultiMapping[str] = query if verb == "GET" else _NO_PARAMS
+        if verb != "GET" and is_form(ci_headers):
             params = MultiDictProxy(form_fields(body))
         return cls(
-            method=method.upper(),
+            method=verb,
             url=url,
             path=parts.path,
             query=query,
@@ -91,6 +102,14 @@ class WebhookRequest:
         )
 
 
+def ascii_int(value: str) -> int | None:
+    """A non-negative integer field (`CallDuration`, `SequenceNumber`), else None.
+
+    ASCII digits only: `"²".isdigit()` is True, and `int("²")` raises.
+    """
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 def is_form(headers: Mapping[str, str]) -> bool:
     """Whether the body is `application/x-www-form-urlencoded`."""
     media_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -98,9 +117,42 @@ def is_form(headers: Mapping[str, str]) -> bool:
 
 
 def form_fields(body: bytes) -> MultiDict[str]:
-    """The fields of a form body, blank values kept (providers sign them too)."""
+    """The fields of a form body, blank values kept (providers sign them too).
+
+    Exactly `parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")`
+    on the body decoded as UTF-8 (errors replaced), in less time: the same split and the
+    same unquoting, with short escaped tokens (numbers, cities) unquoted once per process.
+    """
     text = body.decode("utf-8", errors="replace")
-    return MultiDict(parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace"))
+    fields: list[tuple[str, str]] = []
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            # Most tokens have nothing to decode: they are kept without a call.
+            if "%" in name or "+" in name:
+                name = _form_token(name)
+            if "%" in value or "+" in value:
+                value = _form_token(value)
+            fields.append((name, value))
+    return MultiDict(fields)
+
+
+# Longer tokens are unquoted every time: the cache holds at most this many short strings.
+_CACHED_TOKEN_CHARS: Final = 128
+
+
+def _form_token(raw: str) -> str:
+    """`unquote(raw.replace("+", " "), "utf-8", "replace")`, as parse_qsl decodes a token."""
+    if "%" not in raw:
+        return raw.replace("+", " ") if "+" in raw else raw
+    if len(raw) <= _CACHED_TOKEN_CHARS:
+        return _unquote_cached(raw)
+    return unquote(raw.replace("+", " "), encoding="utf-8", errors="replace")
+
+
+@lru_cache(maxsize=4096)
+def _unquote_cached(raw: str) -> str:
+    return unquote(raw.replace("+", " "), encoding="utf-8", errors="replace")
 
 
 class VerificationFailed(Exception):

@@ -68,6 +68,7 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
+    ascii_int,
 )
 from router.routing.decision import Connect, Decision, Say, Transfer
 from router.routing.inbound import InboundCall
@@ -126,7 +127,10 @@ def _e164(value: str) -> str | None:
 
 
 def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
+    values = dict(fields.items())
+    if len(values) == len(fields):
+        return values  # no repeated name: every value is its name's first
+    values = {}
     for key, value in fields.items():
         values.setdefault(key, value)
     return values
@@ -270,8 +274,8 @@ class TelnyxProvider:
             provider_call_id=call_sid,
             status=status,
             is_final=status in FINAL_STATUSES,
-            duration_seconds=_int(_one(fields, "CallDuration")),
-            sequence=_int(_one(fields, "SequenceNumber")),
+            duration_seconds=ascii_int(_one(fields, "CallDuration")),
+            sequence=ascii_int(_one(fields, "SequenceNumber")),
             timestamp=timestamp,
             params=_first_values(fields),
         )
@@ -295,10 +299,6 @@ def _timestamp(value: str) -> float | None:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
-
-
-def _int(value: str) -> int | None:
-    return int(value) if value.isascii() and value.isdigit() else None
 
 
 # --- decision → TeXML --------------------------------------------------------------------

@@ -25,7 +25,7 @@ from email.utils import parsedate_to_datetime
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
-from multidict import MultiDict, MultiMapping
+from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
 from router.models.base import normalize_e164
 from router.models.common import TransferDestinationNumber, TransferPlan
@@ -41,6 +41,7 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
+    ascii_int,
     is_form,
 )
 from router.routing.decision import Connect, Decision, Say, Transfer
@@ -69,12 +70,31 @@ _SIP_CALLER_ID_CHARS: Final = frozenset(
 
 def compute_signature(token: str, url: str, params: MultiMapping[str] | None) -> str:
     """X-Twilio-Signature of `url` and the form `params` (None for GET and hashed bodies)."""
-    data = [url]
-    if params:
-        for name in sorted(set(params.keys())):
-            data.extend(name + value for value in sorted(set(params.getall(name))))
-    mac = hmac.new(token.encode(), "".join(data).encode(), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode()
+    return _signature(token, url + signed_fields(params))
+
+
+def signed_fields(params: MultiMapping[str] | None) -> str:
+    """What follows the URL in the signed string: every field sorted by name as
+    `name + value`, a name's values sorted and de-duplicated (twilio-python's rule)."""
+    if not params:
+        return ""
+    if isinstance(params, MultiDict | MultiDictProxy) and not isinstance(
+        params, CIMultiDict | CIMultiDictProxy
+    ):
+        # Case-sensitive names: a name's values are exactly its pairs.
+        fields = dict(params.items())
+        if len(fields) == len(params):
+            # Each name once (as providers send forms): sorting the names is the rule.
+            return "".join([name + fields[name] for name in sorted(fields)])
+        # Sorting the distinct pairs orders by name, then value, as the rule wants.
+        return "".join([name + value for name, value in sorted(set(params.items()))])
+    # Any other mapping: its own `getall` says which values are a name's.
+    values = {name: set(params.getall(name)) for name in params}
+    return "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+
+
+def _signature(token: str, signed: str) -> str:
+    return base64.b64encode(hmac.digest(token.encode(), signed.encode(), "sha1")).decode()
 
 
 def url_variants(url: str) -> tuple[str, ...]:
@@ -128,7 +148,10 @@ def _e164(value: str) -> str | None:
 
 
 def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
+    values = dict(fields.items())
+    if len(values) == len(fields):
+        return values  # no repeated name: every value is its name's first
+    values = {}
     for key, value in fields.items():
         values.setdefault(key, value)
     return values
@@ -178,7 +201,8 @@ class TwilioProvider:
         signature = req.headers.get(SIGNATURE_HEADER, "").strip()
         if not signature:
             raise VerificationFailed("missing-signature")
-        algorithm = _signature_algorithm(req.headers.get(SIGNATURE_SETTINGS_HEADER, ""))
+        settings_header = req.headers.get(SIGNATURE_SETTINGS_HEADER, "")
+        algorithm = _signature_algorithm(settings_header) if settings_header else "HMAC_SHA1"
         if algorithm != "HMAC_SHA1":
             # SharedKey signing (public beta): we hold auth tokens, not shared keys.
             raise VerificationFailed("unsupported-signature-algorithm")
@@ -194,7 +218,8 @@ class TwilioProvider:
             raise VerificationFailed("no-auth-token")
 
         params: MultiMapping[str] | None = None
-        claimed = parse_qs(urlsplit(req.url).query).get("bodySHA256")
+        query = urlsplit(req.url).query
+        claimed = parse_qs(query).get("bodySHA256") if query else None
         if claimed is not None:
             actual = hashlib.sha256(req.body).hexdigest()
             if len(claimed) != 1 or not _same(actual, claimed[0].lower()):
@@ -204,11 +229,15 @@ class TwilioProvider:
         elif req.method != "GET":
             params = req.params
 
-        urls = url_variants(req.url)
-        if not any(
-            _same(compute_signature(token, url, params), signature)
-            for token in tokens
-            for url in urls
+        # The fields are sorted once for every URL form and token tried; the other URL forms
+        # are only made when the URL as received does not match (it does for a right one).
+        fields = signed_fields(params)
+        if not any(_same(_signature(token, req.url + fields), signature) for token in tokens) and (
+            not any(
+                _same(_signature(token, url + fields), signature)
+                for url in url_variants(req.url)[1:]
+                for token in tokens
+            )
         ):
             raise VerificationFailed("bad-signature")
         if _one(_lenient_fields(req), "AccountSid") != number.twilio_account_sid:
@@ -273,8 +302,8 @@ class TwilioProvider:
             provider_call_id=call_sid,
             status=status,
             is_final=status in FINAL_STATUSES,
-            duration_seconds=_int(_one(fields, "CallDuration")),
-            sequence=_int(_one(fields, "SequenceNumber")),
+            duration_seconds=ascii_int(_one(fields, "CallDuration")),
+            sequence=ascii_int(_one(fields, "SequenceNumber")),
             timestamp=timestamp,
             params=_first_values(fields),
         )
@@ -300,10 +329,6 @@ def _timestamp(rfc2822: str) -> float | None:
         return parsedate_to_datetime(rfc2822).timestamp()
     except (TypeError, ValueError):
         return None
-
-
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
 
 
 # --- decision → TwiML --------------------------------------------------------------------

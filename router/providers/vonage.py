@@ -51,6 +51,7 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
+    ascii_int,
     is_form,
 )
 from router.routing.decision import Connect, Decision, Say, Transfer
@@ -210,7 +211,7 @@ class VonageProvider:
             provider_call_id=uuid,
             status=status,
             is_final=status in FINAL_STATUSES,
-            duration_seconds=_int(_text(fields, "duration")),
+            duration_seconds=ascii_int(_text(fields, "duration")),
             sequence=_RANKS.get(status, 2),
             timestamp=_timestamp(_text(fields, "timestamp")) or req.wall_time,
             params=fields,
@@ -371,10 +372,6 @@ def _e164(value: str) -> str | None:
         return normalize_e164(value)
     except ValueError:
         return None
-
-
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() else None
 
 
 def _timestamp(iso: str) -> float | None:

@@ -77,25 +77,27 @@ def logged_events() -> dict[str, str]:
 
 
 def call_routed_fields() -> set[str]:
-    """The fields `Events.call_routed` logs: the `fields` dict and keys added to it later."""
+    """The fields `Events.call_routed` logs: the keywords of its `log.info("call.routed",
+    ...)` call, plus the keys of any dict literal it spreads into that call (`**extra`)."""
     fields: set[str] = set()
     for node in ast.walk(parsed(ROUTER / "events.py")):
         if not (isinstance(node, ast.FunctionDef) and node.name == "call_routed"):
             continue
+        spread: set[str] = set()
         for inner in ast.walk(node):
-            if isinstance(inner, ast.AnnAssign | ast.Assign) and isinstance(inner.value, ast.Dict):
-                targets = inner.targets if isinstance(inner, ast.Assign) else [inner.target]
-                if any(isinstance(t, ast.Name) and t.id == "fields" for t in targets):
-                    fields.update(k for k in map(text, inner.value.keys) if k is not None)
-            if isinstance(inner, ast.Assign):
-                for target in inner.targets:
-                    if (
-                        isinstance(target, ast.Subscript)
-                        and isinstance(target.value, ast.Name)
-                        and target.value.id == "fields"
-                        and (key := text(target.slice)) is not None
-                    ):
-                        fields.add(key)
+            if isinstance(inner, ast.Call) and inner.args and text(inner.args[0]) == "call.routed":
+                for keyword in inner.keywords:
+                    if keyword.arg is not None:
+                        fields.add(keyword.arg)
+                    elif isinstance(keyword.value, ast.Name):
+                        spread.add(keyword.value.id)
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id in spread for t in inner.targets
+            ):
+                for dict_node in ast.walk(inner.value):
+                    if isinstance(dict_node, ast.Dict):
+                        fields.update(k for k in map(text, dict_node.keys) if k is not None)
     return fields
 
 

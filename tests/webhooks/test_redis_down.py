@@ -69,3 +69,33 @@ async def test_a_status_callback_without_redis_is_still_acknowledged(
     assert (answer.status, len(answer.root)) == (200, 0)
     assert answer.seconds < BUDGET_SECONDS
     assert logs.named("call.status_not_recorded")
+
+
+class PausableRedis(KillableRedis, Protocol):
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+async def test_a_hung_redis_does_not_reject_cached_numbers(
+    make_router: MakeRouter, redis_factory: Callable[[], PausableRedis], logs: Logs
+) -> None:
+    """Redis stops answering without refusing (SIGSTOP: a frozen host). Once the cache has
+    gone stale (as when the subscription is declared lost), a call for a cached number is
+    still connected, quickly, from the stale entry: never rejected as unknown."""
+    from router.state import NUMBER_CACHE
+
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
+    await router.create_number(number=STATIC_NUMBER, assistantId="asst-static")
+    assert (await router.voice(voice_form(call_sid(), To=STATIC_NUMBER))).status == 200
+    redis.pause()
+    try:
+        router.client.app[NUMBER_CACHE].reset()  # what a lost subscription does
+        for attempt in range(3):
+            answer = await router.voice(voice_form(call_sid(), To=STATIC_NUMBER))
+            assert answer.seconds < 0.6, attempt
+            assert stream_parameters(answer.root)["targetId"] == "asst-static"
+        assert logs.named("webhook.unknown_number") == []
+    finally:
+        redis.resume()

@@ -155,3 +155,19 @@ async def test_the_stream_url_is_the_configured_runtime(router: Router) -> None:
     stream = (await router.voice()).root.find("./Connect/Stream")
     assert stream is not None
     assert stream.get("url") == RUNTIME_URL
+
+
+async def test_an_oversized_webhook_body_is_refused_before_it_is_parsed(
+    router: Router, logs: Logs
+) -> None:
+    """Provider webhooks are a few KiB: a 200 KiB form is refused (413) unparsed and
+    unrouted, so such requests cannot stall the loop for real calls."""
+    await router.create_number(assistantId="asst-1")
+    body = "To=%2B14155550100&" + "x=" + "a" * 200_000
+    async with router.client.post(
+        "/twilio/voice",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ) as response:
+        assert response.status == 413
+    assert logs.routed() == []
