@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import structlog
@@ -83,6 +85,26 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("store.closed", backend=type(store).__name__)
 
 
+STORE_SAMPLE_SECONDS = 5.0
+
+
+async def _store_health_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Every worker samples its store's health into `router_store_up`, so the gauge is
+    right whichever worker a scrape reaches (the scrape itself also refreshes it)."""
+    store, gauge = app[STORE], app[METRICS].store_up
+
+    async def sample() -> None:
+        while True:
+            gauge.set(1 if store.healthy else 0)
+            await asyncio.sleep(STORE_SAMPLE_SECONDS)
+
+    task = asyncio.create_task(sample(), name="store-health-sampler")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 async def _inbound_ctx(app: web.Application) -> AsyncIterator[None]:
     inbound = app[INBOUND]
     await inbound.requests.start()
@@ -137,6 +159,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     )
 
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_store_health_ctx)
     app.cleanup_ctx.append(_inbound_ctx)
     if wiring is not None:
         app.cleanup_ctx.append(wiring.lifespan)

@@ -215,9 +215,10 @@ class Metrics:
         )
         self.store_up = Gauge(
             "router_store_up",
-            "1 when the store answered its last call (and Redis pub/sub is subscribed).",
+            "1 when the store answered its last call (and Redis pub/sub is subscribed); "
+            "sampled by every worker, 0 if any live worker sees the store down.",
             registry=r,
-            multiprocess_mode="min",
+            multiprocess_mode="livemin",
         )
 
     def exposition(self) -> tuple[bytes, str]:
