@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import time
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
@@ -41,27 +39,6 @@ def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
-class _IsoUtcTimestamp:
-    """`timestamp` as structlog's `TimeStamper(fmt="iso", utc=True)` writes it
-    (`2024-05-01T12:00:00.123456Z`, the fraction left out at a whole second), from the
-    same clock, with the date and time of day formatted once per second, not per line."""
-
-    def __init__(self) -> None:
-        # (second, its text) as one object: threads logging at once never mix two seconds.
-        self._cached = (-1, "")
-
-    def __call__(self, _: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        # datetime.now() reads this clock and floors it to the microsecond, as here.
-        second, micro = divmod(time.time_ns() // 1000, 1_000_000)
-        cached = self._cached
-        if cached[0] != second:
-            cached = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
-            self._cached = cached
-        prefix = cached[1]
-        event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
-        return event
-
-
 def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default or str).decode()
 
@@ -78,7 +55,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        _IsoUtcTimestamp(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
     structlog.configure(

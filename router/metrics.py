@@ -8,16 +8,15 @@ worker's values (prometheus-client's multiprocess mode).
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
 from typing import Final, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Gauge,
     generate_latest,
 )
 from prometheus_client import Counter as _Counter
-from prometheus_client import Gauge as _Gauge
 from prometheus_client import Histogram as _Histogram
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -43,77 +42,25 @@ def _existing_child(metric: _M, values: tuple[object, ...]) -> _M | None:
 
 
 class Counter(_Counter):
-    """prometheus-client's Counter, leaner on the calls the webhook path makes.
+    """A Counter whose `labels(...)` finds an existing child with one dict read.
 
-    `labels(...)` finds an existing child with one dict read (the library validates the
-    values and takes a lock on every call), and `inc()` on a child goes straight to its
-    value once the library's checks are known to pass. Values and exposition are the
-    library's own; every other case takes the library's path.
+    The library validates the values and takes a lock on every call; webhooks and the API
+    call `labels` several times per request, always with a handful of label sets.
     """
-
-    _ready = False  # set once the library made this metric's values: it is observable
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._ready = True
 
     def labels(self, *labelvalues: object, **labelkwargs: object) -> Counter:
         if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
             return child
         return super().labels(*labelvalues, **labelkwargs)
 
-    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
-        if self._ready and amount >= 0 and not exemplar:
-            self._value.inc(amount)
-        else:
-            super().inc(amount, exemplar)
-
 
 class Histogram(_Histogram):
-    """prometheus-client's Histogram, leaner on `labels(...)` and `observe()` (see Counter):
-    the bucket is found by bisection, as the library's loop finds it."""
-
-    _ready = False
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._ready = True
+    """A Histogram whose `labels(...)` finds an existing child with one dict read."""
 
     def labels(self, *labelvalues: object, **labelkwargs: object) -> Histogram:
         if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
             return child
         return super().labels(*labelvalues, **labelkwargs)
-
-    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        if self._ready and not exemplar and amount == amount:  # NaN: the library's way
-            self._sum.inc(amount)
-            # The first bucket whose upper bound is >= amount; the last one is +Inf.
-            self._buckets[bisect_left(self._upper_bounds, amount)].inc(1)
-        else:
-            super().observe(amount, exemplar)
-
-
-class Gauge(_Gauge):
-    """prometheus-client's Gauge whose `inc()` / `dec()` go straight to the value once the
-    library's checks are known to pass (see Counter)."""
-
-    _ready = False
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._ready = True
-
-    def inc(self, amount: float = 1) -> None:
-        if self._ready and not self._is_most_recent:
-            self._value.inc(amount)
-        else:
-            super().inc(amount)
-
-    def dec(self, amount: float = 1) -> None:
-        if self._ready and not self._is_most_recent:
-            self._value.inc(-amount)
-        else:
-            super().dec(amount)
 
 
 class Metrics:

@@ -181,21 +181,12 @@ def provider_routes(provider: Provider) -> list[web.RouteDef]:
     """The three endpoints of one provider, under `/{provider.name}/`."""
 
     async def voice(request: web.Request) -> web.Response:
-        # inc/dec around the answer, as `track_inprogress()` does, without its object.
-        inflight = request.app[INBOUND].events.metrics.inflight_webhooks
-        inflight.inc()
-        try:
+        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
             return await _answer(request, provider, fallback=False)
-        finally:
-            inflight.dec()
 
     async def fallback(request: web.Request) -> web.Response:
-        inflight = request.app[INBOUND].events.metrics.inflight_webhooks
-        inflight.inc()
-        try:
+        with request.app[INBOUND].events.metrics.inflight_webhooks.track_inprogress():
             return await _answer(request, provider, fallback=True)
-        finally:
-            inflight.dec()
 
     async def status(request: web.Request) -> web.Response:
         return await _status(request, provider)

@@ -127,10 +127,7 @@ def _e164(value: str) -> str | None:
 
 
 def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
-    values = dict(fields.items())
-    if len(values) == len(fields):
-        return values  # no repeated name: every value is its name's first
-    values = {}
+    values: dict[str, str] = {}
     for key, value in fields.items():
         values.setdefault(key, value)
     return values

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from typing import Final
 from urllib.parse import quote
 
@@ -42,8 +41,6 @@ EMPTY: Final = (XML_DECLARATION + "<Response/>").encode()
 
 def xml_clean(value: str) -> str:
     """`value` without the characters XML 1.0 cannot carry."""
-    if _FORBIDDEN_RE.search(value) is None:
-        return value  # the usual case: nothing to drop, no copy made
     return _FORBIDDEN_RE.sub("", value)
 
 
@@ -93,24 +90,13 @@ def connect_stream(
         parts += (" ", name, '="', xml_attr(value), '"')
     parts.append(">")
     for name, raw in parameters:
-        element = _parameter(name, raw) if len(name) + len(raw) < PARAMETER_LIMIT else None
-        if element is None:
-            # Over the limit even after cleaning (a shorter raw value never is).
-            value = xml_clean(raw)
-            if len(name) + len(value) >= PARAMETER_LIMIT:
-                warnings.append(f"stream parameter {name} dropped: over the 500-character limit")
-                continue
-            element = f'<Parameter name="{xml_attr(name)}" value="{xml_attr(value)}"/>'
-        parts.append(element)
+        value = xml_clean(raw)
+        if len(name) + len(value) >= PARAMETER_LIMIT:
+            warnings.append(f"stream parameter {name} dropped: over the 500-character limit")
+            continue
+        parts += ('<Parameter name="', xml_attr(name), '" value="', xml_attr(value), '"/>')
     parts.append("</Stream></Connect>")
     return "".join(parts)
-
-
-@lru_cache(maxsize=1024)
-def _parameter(name: str, raw: str) -> str:
-    """A `<Parameter>` whose name and raw value are under the limit together: ids repeat
-    from call to call (target, phone number), so each is escaped once."""
-    return f'<Parameter name="{xml_attr(name)}" value="{xml_attr(xml_clean(raw))}"/>'
 
 
 def dial(
