@@ -143,7 +143,7 @@ class Metrics:
         )
         self.api_requests = Counter(
             "router_api_requests_total",
-            "REST API requests by route template and status code.",
+            "HTTP requests (REST API, webhooks, health, metrics) by route template and status.",
             ["method", "route", "status"],
             registry=r,
         )
