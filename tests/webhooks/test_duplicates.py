@@ -125,3 +125,36 @@ async def test_static_decisions_are_identical_on_every_retry(
     answers = [await router.voice(form) for _ in range(3)]
     assert len({a.body for a in answers}) == 1
     assert customer.received == []
+
+
+async def test_a_call_id_never_replays_another_numbers_decision(
+    make_router: MakeRouter, customer: Customer, backend: dict[str, str], logs: Logs
+) -> None:
+    """Every org signs its own webhooks, so an org could send another org's CallSid for its
+    own number: that number is decided afresh, and the other org's decision is neither
+    replayed nor overwritten."""
+    from .conftest import OTHER_ACCOUNT_SID, OTHER_KEY, OTHER_TOKEN
+
+    router = await make_router(**backend)
+    customer.reply(
+        Reply(json={"assistantId": "asst-of-default"}),
+        Reply(json={"assistantId": "asst-of-other"}),
+    )
+    await router.create_number(server={"url": customer.url})
+    other_number = "+14155550177"
+    await router.create_number(
+        key=OTHER_KEY,
+        number=other_number,
+        twilioAccountSid=OTHER_ACCOUNT_SID,
+        twilioAuthToken=OTHER_TOKEN,
+        server={"url": customer.url},
+    )
+    sid = call_sid()
+    first = await router.voice(voice_form(sid))
+    assert stream_parameters(first.root)["targetId"] == "asst-of-default"
+    forged = voice_form(sid, To=other_number, Called=other_number, AccountSid=OTHER_ACCOUNT_SID)
+    theirs = await router.post(forged, token=OTHER_TOKEN)
+    assert stream_parameters(theirs.root)["targetId"] == "asst-of-other"  # decided afresh
+    assert logs.named("inbound.call_id_of_another_number")
+    again = await router.voice(voice_form(sid))  # the first number still replays its own
+    assert stream_parameters(again.root)["targetId"] == "asst-of-default"

@@ -99,3 +99,27 @@ async def test_a_hung_redis_does_not_reject_cached_numbers(
         assert logs.named("webhook.unknown_number") == []
     finally:
         redis.resume()
+
+
+async def test_a_transient_assistant_without_its_record_takes_the_failure_branch(
+    make_router: MakeRouter, redis_factory: Callable[[], KillableRedis], customer: Customer
+) -> None:
+    """With Redis gone, a transient `assistant` from the server could not be stored for
+    the runtime (which reads it from the call record): rather than connect the caller to
+    nothing, the call takes the failure branch (here: fallbackDestination)."""
+    from .conftest import dialled
+
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
+    customer.reply(Reply(json={"assistant": {"name": "transient"}}))
+    await router.create_number(
+        number=SERVER_NUMBER,
+        server={"url": customer.url},
+        fallbackDestination={"type": "number", "number": "+14155550188", "message": ""},
+    )
+    warm = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER, Called=SERVER_NUMBER))
+    assert stream_parameters(warm.root)["target"] == "assistant"
+    redis.kill()
+    answer = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER, Called=SERVER_NUMBER))
+    assert answer.seconds < BUDGET_SECONDS
+    assert dialled(answer.root).text == "+14155550188"
