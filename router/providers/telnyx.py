@@ -44,33 +44,38 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Final
 from urllib.parse import quote
 
-from multidict import MultiMapping
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
-from router.models.base import normalize_e164
-from router.models.common import TransferDestinationNumber, TransferPlan
+from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TelnyxCredential
 from router.models.phone_numbers import AnyPhoneNumber, TelnyxPhoneNumber
 from router.providers import twiml
 from router.providers.base import (
-    FINAL_STATUSES,
     STANDARD_ENDPOINTS,
-    MalformedWebhook,
     RenderContext,
     Rendered,
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
-    ascii_int,
 )
-from router.routing.decision import Connect, Decision, Say, Transfer
+from router.providers.twiml_dialect import (
+    caller_id,
+    dial_timeout,
+    e164,
+    iso_or_rfc2822_timestamp,
+    number_noun,
+    one,
+    parse_call,
+    parse_status,
+    render,
+    stream_parameters,
+)
+from router.routing.decision import Connect, Decision, Transfer
 from router.routing.inbound import InboundCall
 from router.settings import Settings
 
@@ -82,20 +87,9 @@ STREAM_URL_LIMIT: Final = 2048  # characters of a <Stream> url, inclusive
 # Telnyx's rtp mode takes raw codec frames; PCMU matches Twilio's 8 kHz mu-law.
 STREAM_ATTRIBUTES: Final = (("bidirectionalMode", "rtp"), ("bidirectionalCodec", "PCMU"))
 DIAL_TIMEOUT_BOUNDS: Final = (5, 120)
-SEND_DIGITS_PAUSE: Final = "ww"  # one second after answer, before an extension's digits
 _TIMESTAMP: Final = re.compile(r"[0-9]{1,15}")
-_STATUSES: Final = {
-    "queued": "ringing",
-    "initiated": "ringing",
-    "ringing": "ringing",
-    "answered": "in-progress",
-    "in-progress": "in-progress",
-    "completed": "completed",
-    "busy": "busy",
-    "failed": "failed",
-    "no-answer": "no-answer",
-    "canceled": "canceled",
-}
+# `account_id`: the TeXML application, else the account.
+_ACCOUNT_FIELDS: Final = ("ConnectionId", "AccountSid")
 
 
 def signed_message(timestamp: str, body: bytes) -> bytes:
@@ -115,24 +109,6 @@ def _verify_key(public_key: str) -> VerifyKey | None:
     return VerifyKey(raw)
 
 
-def _one(fields: MultiMapping[str], name: str) -> str:
-    return fields.get(name, "").strip()
-
-
-def _e164(value: str) -> str | None:
-    try:
-        return normalize_e164(value)
-    except ValueError:
-        return None
-
-
-def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for key, value in fields.items():
-        values.setdefault(key, value)
-    return values
-
-
 class TelnyxProvider:
     """Telnyx TeXML applications: voice URL, failover URL and status callback."""
 
@@ -150,12 +126,12 @@ class TelnyxProvider:
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`telnyx:+E164` of `To`; None for SIP `To` forms."""
-        number = _e164(_one(req.params, "To"))
+        number = e164(one(req.params, "To"))
         return None if number is None else f"telnyx:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
         """The CallSid (the call control id)."""
-        return _one(req.params, "CallSid") or None
+        return one(req.params, "CallSid") or None
 
     def verify(
         self,
@@ -210,92 +186,26 @@ class TelnyxProvider:
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call. A withheld caller (`From` empty) becomes `anonymous`;
         `account_id` is the `ConnectionId` (the TeXML application), else `AccountSid`."""
-        fields = req.params
-        call_sid = _one(fields, "CallSid")
-        if not call_sid:
-            raise MalformedWebhook("missing-call-sid")
-        to = _one(fields, "To")
-        return InboundCall(
-            provider=self.name,
-            provider_call_id=call_sid,
-            from_number=_one(fields, "From") or "anonymous",
-            to_number=_e164(to),
-            received_at=req.received_at,
-            sip_uri=to if to.lower().startswith(("sip:", "sips:")) else None,
-            account_id=_one(fields, "ConnectionId") or _one(fields, "AccountSid") or None,
-            params=_first_values(fields),
-            created_at=datetime.fromtimestamp(req.wall_time, UTC),
-        )
+        return parse_call(self.name, req, req.params, _ACCOUNT_FIELDS)
 
     def render(
         self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
     ) -> Rendered:
         """TeXML carrying out the decision; `warnings` say what had to be left out."""
-        outcome = decision.outcome
-        warnings: list[str] = []
-        if isinstance(outcome, Connect):
-            url = stream_url(ctx.runtime_url, ctx.call_id, outcome, warnings)
-            stream = twiml.connect_stream(
-                url,
-                _stream_parameters(outcome, number, ctx),
-                warnings,
-                attributes=STREAM_ATTRIBUTES,
-            )
-            body = twiml.response(stream)
-        elif isinstance(outcome, Transfer):
-            body = twiml.response(
-                twiml.say(outcome.message), _dial(outcome, call, number, warnings)
-            )
-        elif isinstance(outcome, Say):
-            body = twiml.response(twiml.say(outcome.text), "<Hangup/>")
-        else:
-            return self.reject()
-        return Rendered(body, twiml.CONTENT_TYPE, warnings=tuple(warnings))
+        return render(decision, call, number, ctx, connect=_connect, dial=_dial)
 
     def reject(self) -> Rendered:
         """`<Reject/>` as the first verb: not answered, not charged."""
         return Rendered(twiml.REJECT, twiml.CONTENT_TYPE)
 
     def parse_status(self, req: WebhookRequest) -> StatusEvent:
-        """A status callback: CallStatus, CallDuration, SequenceNumber, Timestamp."""
-        fields = req.params
-        call_sid = _one(fields, "CallSid")
-        if not call_sid:
-            raise MalformedWebhook("missing-call-sid")
-        status = _STATUSES.get(_one(fields, "CallStatus").lower())
-        if status is None:
-            raise MalformedWebhook("unknown-call-status")
-        timestamp = _timestamp(_one(fields, "Timestamp")) or req.wall_time
-        return StatusEvent(
-            provider=self.name,
-            provider_call_id=call_sid,
-            status=status,
-            is_final=status in FINAL_STATUSES,
-            duration_seconds=ascii_int(_one(fields, "CallDuration")),
-            sequence=ascii_int(_one(fields, "SequenceNumber")),
-            timestamp=timestamp,
-            params=_first_values(fields),
-        )
+        """A status callback: CallStatus, CallDuration, SequenceNumber, Timestamp (ISO 8601,
+        RFC 2822 read too)."""
+        return parse_status(self.name, req, req.params, iso_or_rfc2822_timestamp)
 
     def ack_status(self) -> Rendered:
         """An empty `<Response/>` as text/xml."""
         return Rendered(twiml.EMPTY, twiml.CONTENT_TYPE)
-
-
-def _timestamp(value: str) -> float | None:
-    """Epoch seconds of an ISO 8601 (Telnyx) or RFC 2822 date; None when unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
 
 
 # --- decision → TeXML --------------------------------------------------------------------
@@ -322,56 +232,34 @@ def stream_url(runtime_url: str, call_id: str, outcome: Connect, warnings: list[
     return url
 
 
-def _stream_parameters(
-    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext
-) -> list[tuple[str, str]]:
-    """callId, target, targetId (absent for a transient target), phoneNumberId."""
-    params = [("callId", ctx.call_id), ("target", outcome.target)]
-    if outcome.target_id is not None:
-        params.append(("targetId", outcome.target_id))
-    params.append(("phoneNumberId", number.id))
-    return params
+def _connect(
+    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
+) -> str:
+    """`<Connect><Stream>` to `stream_url` (the contract), rtp/PCMU, ids as `<Parameter>`s."""
+    url = stream_url(ctx.runtime_url, ctx.call_id, outcome, warnings)
+    return twiml.connect_stream(
+        url, stream_parameters(outcome, number, ctx), warnings, attributes=STREAM_ATTRIBUTES
+    )
 
 
 def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings: list[str]) -> str:
     dest = outcome.destination
-    caller_id = _caller_id(dest.caller_id, call, number, warnings)
+    caller = caller_id(
+        dest.caller_id, call, number, lambda value: _literal_caller_id(value, warnings)
+    )
     if isinstance(dest, TransferDestinationNumber):
-        digits = dest.extension
-        if digits and digits[0] not in "wW":
-            digits = SEND_DIGITS_PAUSE + digits
-        noun = twiml.number(dest.number, digits)
+        noun = number_noun(dest)
     else:
         noun = twiml.sip(dest.sip_uri, dest.sip_headers or {}, warnings)
     return twiml.dial(
-        noun, caller_id, _dial_timeout(dest.transfer_plan), timeout_bounds=DIAL_TIMEOUT_BOUNDS
+        noun, caller, dial_timeout(dest.transfer_plan), timeout_bounds=DIAL_TIMEOUT_BOUNDS
     )
 
 
-def _caller_id(
-    template: str | None, call: InboundCall, number: AnyPhoneNumber, warnings: list[str]
-) -> str | None:
-    """`{{customer.number}}` → the caller, `{{phoneNumber.number}}` → the called number,
-    else the literal; whatever is not E.164 is left out (TeXML requires E.164).
-
-    A withheld caller leaves callerId out silently: Telnyx then presents its default.
-    """
-    if not template:
-        return None
-    key = template.replace(" ", "")
-    if key == "{{customer.number}}":
-        return _e164(call.from_number) if call.from_number.startswith("+") else None
-    if key == "{{phoneNumber.number}}":
-        return number.number or call.to_number
-    literal = _e164(twiml.xml_clean(template).strip())
+def _literal_caller_id(value: str, warnings: list[str]) -> str | None:
+    """A literal callerId must be E.164 (TeXML requires it): anything else is left out, so
+    Telnyx presents its default, and reported."""
+    literal = e164(value)
     if literal is None:
         warnings.append("callerId dropped: TeXML takes only an E.164 number")
     return literal
-
-
-def _dial_timeout(plan: TransferPlan | None) -> float | None:
-    """`dialTimeout`, else `timeout` when changed from its default; None without a plan."""
-    if plan is None:
-        return None
-    default = TransferPlan.model_fields["dial_timeout"].default
-    return plan.dial_timeout if plan.dial_timeout != default else plan.timeout

@@ -20,20 +20,16 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
-from router.models.base import normalize_e164
-from router.models.common import TransferDestinationNumber, TransferPlan
+from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TwilioCredential
 from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber
 from router.providers import twiml
 from router.providers.base import (
-    FINAL_STATUSES,
     STANDARD_ENDPOINTS,
     MalformedWebhook,
     RenderContext,
@@ -41,28 +37,27 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
-    ascii_int,
     is_form,
 )
-from router.routing.decision import Connect, Decision, Say, Transfer
+from router.providers.twiml_dialect import (
+    caller_id,
+    dial_timeout,
+    e164,
+    number_noun,
+    one,
+    parse_call,
+    parse_status,
+    render,
+    rfc2822_timestamp,
+    stream_parameters,
+)
+from router.routing.decision import Connect, Decision, Transfer
 from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"
 SIGNATURE_SETTINGS_HEADER: Final = "X-Twilio-Webhooks-Signature-Settings"
-SEND_DIGITS_PAUSE: Final = "ww"  # one second after answer, before an extension's digits
-_STATUSES: Final = {
-    "queued": "ringing",
-    "initiated": "ringing",
-    "ringing": "ringing",
-    "answered": "in-progress",
-    "in-progress": "in-progress",
-    "completed": "completed",
-    "busy": "busy",
-    "failed": "failed",
-    "no-answer": "no-answer",
-    "canceled": "canceled",
-}
+_ACCOUNT_FIELDS: Final = ("AccountSid",)
 _SIP_CALLER_ID_CHARS: Final = frozenset(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-_."
 )
@@ -136,24 +131,6 @@ def _lenient_fields(req: WebhookRequest) -> MultiMapping[str]:
         return req.params
 
 
-def _one(fields: MultiMapping[str], name: str) -> str:
-    return fields.get(name, "").strip()
-
-
-def _e164(value: str) -> str | None:
-    try:
-        return normalize_e164(value)
-    except ValueError:
-        return None
-
-
-def _first_values(fields: MultiMapping[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for key, value in fields.items():
-        values.setdefault(key, value)
-    return values
-
-
 def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
@@ -174,12 +151,12 @@ class TwilioProvider:
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`twilio:+E164` of `To`; None for `client:` and SIP `To` forms."""
-        number = _e164(_one(_lenient_fields(req), "To"))
+        number = e164(one(_lenient_fields(req), "To"))
         return None if number is None else f"twilio:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
         """The CallSid."""
-        return _one(_lenient_fields(req), "CallSid") or None
+        return one(_lenient_fields(req), "CallSid") or None
 
     def verify(
         self,
@@ -237,73 +214,27 @@ class TwilioProvider:
             )
         ):
             raise VerificationFailed("bad-signature")
-        if _one(_lenient_fields(req), "AccountSid") != number.twilio_account_sid:
+        if one(_lenient_fields(req), "AccountSid") != number.twilio_account_sid:
             raise VerificationFailed("account-mismatch")
 
     def parse(self, req: WebhookRequest) -> InboundCall:
-        """The ringing call. A withheld caller (`From` empty) becomes `anonymous`."""
-        fields = _fields(req)
-        call_sid = _one(fields, "CallSid")
-        if not call_sid:
-            raise MalformedWebhook("missing-call-sid")
-        to = _one(fields, "To")
-        return InboundCall(
-            provider=self.name,
-            provider_call_id=call_sid,
-            from_number=_one(fields, "From") or "anonymous",
-            to_number=_e164(to),
-            received_at=req.received_at,
-            sip_uri=to if to.lower().startswith(("sip:", "sips:")) else None,
-            account_id=_one(fields, "AccountSid") or None,
-            params=_first_values(fields),
-            created_at=datetime.fromtimestamp(req.wall_time, UTC),
-        )
+        """The ringing call. A withheld caller (`From` empty) becomes `anonymous`;
+        `account_id` is the `AccountSid`."""
+        return parse_call(self.name, req, _fields(req), _ACCOUNT_FIELDS)
 
     def render(
         self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
     ) -> Rendered:
         """TwiML carrying out the decision; `warnings` say what had to be left out."""
-        outcome = decision.outcome
-        warnings: list[str] = []
-        if isinstance(outcome, Connect):
-            stream = twiml.connect_stream(
-                ctx.runtime_url, _stream_parameters(outcome, number, ctx), warnings
-            )
-            body = twiml.response(stream)
-        elif isinstance(outcome, Transfer):
-            body = twiml.response(
-                twiml.say(outcome.message), _dial(outcome, call, number, warnings)
-            )
-        elif isinstance(outcome, Say):
-            body = twiml.response(twiml.say(outcome.text), "<Hangup/>")
-        else:
-            return self.reject()
-        return Rendered(body, twiml.CONTENT_TYPE, warnings=tuple(warnings))
+        return render(decision, call, number, ctx, connect=_connect, dial=_dial)
 
     def reject(self) -> Rendered:
         """`<Reject/>` as the first verb: not answered, not billed."""
         return Rendered(twiml.REJECT, twiml.CONTENT_TYPE)
 
     def parse_status(self, req: WebhookRequest) -> StatusEvent:
-        """A status callback: CallStatus, CallDuration, SequenceNumber, Timestamp."""
-        fields = _fields(req)
-        call_sid = _one(fields, "CallSid")
-        if not call_sid:
-            raise MalformedWebhook("missing-call-sid")
-        status = _STATUSES.get(_one(fields, "CallStatus").lower())
-        if status is None:
-            raise MalformedWebhook("unknown-call-status")
-        timestamp = _timestamp(_one(fields, "Timestamp")) or req.wall_time
-        return StatusEvent(
-            provider=self.name,
-            provider_call_id=call_sid,
-            status=status,
-            is_final=status in FINAL_STATUSES,
-            duration_seconds=ascii_int(_one(fields, "CallDuration")),
-            sequence=ascii_int(_one(fields, "SequenceNumber")),
-            timestamp=timestamp,
-            params=_first_values(fields),
-        )
+        """A status callback: CallStatus, CallDuration, SequenceNumber, Timestamp (RFC 2822)."""
+        return parse_status(self.name, req, _fields(req), rfc2822_timestamp)
 
     def ack_status(self) -> Rendered:
         """An empty `<Response/>` as text/xml: one of the two answers Twilio takes silently."""
@@ -318,67 +249,29 @@ def _signature_algorithm(settings_header: str) -> str:
     return "HMAC_SHA1"
 
 
-def _timestamp(rfc2822: str) -> float | None:
-    """Epoch seconds of an RFC 2822 date; None when absent or unreadable."""
-    if not rfc2822:
-        return None
-    try:
-        return parsedate_to_datetime(rfc2822).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
 # --- decision → TwiML --------------------------------------------------------------------
 
 
-def _stream_parameters(
-    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext
-) -> list[tuple[str, str]]:
-    """callId, target, targetId (absent for a transient target, read from the call record)."""
-    params = [("callId", ctx.call_id), ("target", outcome.target)]
-    if outcome.target_id is not None:
-        params.append(("targetId", outcome.target_id))
-    params.append(("phoneNumberId", number.id))
-    return params
+def _connect(
+    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
+) -> str:
+    """`<Connect><Stream>` to the runtime URL as configured; the ids go as `<Parameter>`s."""
+    return twiml.connect_stream(ctx.runtime_url, stream_parameters(outcome, number, ctx), warnings)
 
 
 def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings: list[str]) -> str:
     dest = outcome.destination
-    caller_id = _caller_id(dest.caller_id, call, number)
+    caller = caller_id(dest.caller_id, call, number, _literal_caller_id)
     if isinstance(dest, TransferDestinationNumber):
-        digits = dest.extension
-        if digits and digits[0] not in "wW":
-            digits = SEND_DIGITS_PAUSE + digits
-        noun = twiml.number(dest.number, digits)
+        noun = number_noun(dest)
     else:
-        if caller_id and not set(caller_id) <= _SIP_CALLER_ID_CHARS:
+        if caller and not set(caller) <= _SIP_CALLER_ID_CHARS:
             warnings.append("callerId dropped: <Sip> takes only letters, digits and +-_.")
-            caller_id = None
+            caller = None
         noun = twiml.sip(dest.sip_uri, dest.sip_headers or {}, warnings)
-    return twiml.dial(noun, caller_id, _dial_timeout(dest.transfer_plan))
+    return twiml.dial(noun, caller, dial_timeout(dest.transfer_plan))
 
 
-def _caller_id(template: str | None, call: InboundCall, number: AnyPhoneNumber) -> str | None:
-    """`{{customer.number}}` → the caller, `{{phoneNumber.number}}` → the called number.
-
-    A withheld caller leaves callerId out, which is Twilio's default (the caller) anyway.
-    """
-    if not template:
-        return None
-    key = template.replace(" ", "")
-    if key == "{{customer.number}}":
-        return _e164(call.from_number) if call.from_number.startswith("+") else None
-    if key == "{{phoneNumber.number}}":
-        return number.number or call.to_number
-    return twiml.xml_clean(template).strip() or None
-
-
-def _dial_timeout(plan: TransferPlan | None) -> float | None:
-    """`dialTimeout`, else `timeout` when changed from its default; None without a plan.
-
-    Defaults are compared, not `model_fields_set`, so a stored decision replays alike.
-    """
-    if plan is None:
-        return None
-    default = TransferPlan.model_fields["dial_timeout"].default
-    return plan.dial_timeout if plan.dial_timeout != default else plan.timeout
+def _literal_caller_id(value: str) -> str | None:
+    """Twilio takes a literal callerId as written (checked only for <Sip>, in `_dial`)."""
+    return value or None
