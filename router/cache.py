@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
+from pydantic import ValidationError
 
+from router.secrets import SecretKeyError
 from router.store.base import (
     KIND_CREDENTIAL,
     Doc,
@@ -242,7 +244,7 @@ class CredentialCache(Generic[T]):
         for doc in page.items:
             try:
                 values.append(self._parse(doc))
-            except Exception as exc:  # one bad document is skipped, loudly
+            except (SecretKeyError, ValidationError) as exc:  # skipped, loudly
                 log.error(
                     "cache.credential_unreadable",
                     org_id=org_id,

@@ -22,7 +22,6 @@ import structlog
 
 from router.cache import CredentialCache, NumberCache
 from router.calls import CallOwnedElsewhere, CallRecord, CallRecords, StatusUpdate
-from router.errors import ApiError
 from router.events import Events
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
@@ -39,6 +38,7 @@ from router.routing.assistant_request import AssistantRequestClient, public_numb
 from router.routing.decide import AssistantRequestResult, decide, failure_decision
 from router.routing.decision import Connect, Decision, Reject, Say
 from router.routing.inbound import InboundCall
+from router.secrets import SecretKeyError
 from router.settings import Settings
 from router.store.base import StoreUnavailable
 from router.tasks import BackgroundTasks
@@ -122,7 +122,7 @@ class Inbound:
         except (StoreUnavailable, TimeoutError):
             log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=key)
             return None, False
-        except ApiError as exc:
+        except SecretKeyError as exc:
             # A stored number router cannot read (e.g. secrets under another ROUTER_SECRET_KEY).
             log.error(
                 "webhook.number_unreadable", provider=provider.name, lookup_key=key, detail=str(exc)

@@ -12,7 +12,6 @@ from router.errors import ApiError, bad_request, validation_messages
 from router.secrets import (
     ENCRYPTED_PREFIX,
     SecretBox,
-    SecretKeyError,
     get_path,
     map_paths,
     mask,
@@ -73,11 +72,9 @@ class Codec:
         return map_paths(wire, paths, self._box.encrypt)
 
     def open(self, doc: Doc, paths: tuple[str, ...]) -> dict[str, Any]:
-        """The wire form of a stored document, secrets in clear."""
-        try:
-            return map_paths(doc, paths, self._box.decrypt)
-        except SecretKeyError as exc:
-            raise ApiError(500, f"stored secrets cannot be read: {exc}") from None
+        """The wire form of a stored document, secrets in clear; `SecretKeyError` when they
+        do not decrypt (the API answers 500, a webhook the provider's reject)."""
+        return map_paths(doc, paths, self._box.decrypt)
 
     @staticmethod
     def present(wire: dict[str, Any], paths: tuple[str, ...]) -> dict[str, Any]:

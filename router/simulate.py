@@ -82,7 +82,7 @@ async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
     from router.app import make_store
     from router.models.phone_numbers import secret_fields
     from router.records import Codec
-    from router.secrets import SecretBox
+    from router.secrets import SecretBox, SecretKeyError
 
     store = make_store(settings)
     try:
@@ -101,7 +101,10 @@ async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
     if doc is None:
         raise SimulateError(f"no number is configured for {key}")
     box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
-    return parse_number(Codec(box).open(doc, secret_fields(doc["provider"])))
+    try:
+        return parse_number(Codec(box).open(doc, secret_fields(doc["provider"])))
+    except SecretKeyError as exc:
+        raise SimulateError(f"the number's stored secrets cannot be read: {exc}") from None
 
 
 async def simulate(settings: Settings, request: Request) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from router.errors import ApiError, validation_messages
+from router.secrets import SecretKeyError
 from router.state import METRICS
 from router.store.base import StoreUnavailable
 
@@ -43,6 +44,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # The detail (addresses, driver messages) stays in the log; clients get the gist.
         gist = exc.detail.split(":", 1)[0]
         return error_response(ApiError(503, f"{gist}; the request was not applied, retry later"))
+    except SecretKeyError as exc:
+        # An operator fault (another ROUTER_SECRET_KEY), not bad input: said plainly.
+        log.error("api.error", path=request.path, status=500, detail=str(exc))
+        return error_response(ApiError(500, f"stored secrets cannot be read: {exc}"))
     except ValidationError as exc:
         return error_response(ApiError(400, validation_messages(exc)))
     except web.HTTPException as exc:

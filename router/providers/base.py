@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
@@ -20,6 +20,8 @@ from router.models.phone_numbers import AnyPhoneNumber
 from router.routing.decision import Decision
 from router.routing.inbound import InboundCall
 from router.settings import Settings
+
+C = TypeVar("C", bound=AnyCredential)
 
 STANDARD_ENDPOINTS: Final[Mapping[str, str]] = {
     "voice": "voice",
@@ -100,6 +102,18 @@ class WebhookRequest:
             received_at=received_at,
             wall_time=wall_time,
         )
+
+
+def number_credential(
+    credentials: Sequence[AnyCredential], number: AnyPhoneNumber, kind: type[C]
+) -> C:
+    """The credential of type `kind` the number's `credentialId` names, among its org's;
+    `VerificationFailed("no-credential")` when there is none (fail closed)."""
+    wanted = getattr(number, "credential_id", None)
+    for credential in credentials:
+        if isinstance(credential, kind) and credential.id == wanted:
+            return credential
+    raise VerificationFailed("no-credential")
 
 
 def ascii_int(value: str) -> int | None:

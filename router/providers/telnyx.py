@@ -62,6 +62,7 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
+    number_credential,
 )
 from router.providers.twiml_dialect import (
     caller_id,
@@ -149,16 +150,7 @@ class TelnyxProvider:
             raise VerificationFailed("provider-mismatch")
         if req.method == "GET" and req.query:
             raise VerificationFailed("unsigned-query")
-        credential = next(
-            (
-                c
-                for c in credentials
-                if isinstance(c, TelnyxCredential) and c.id == number.credential_id
-            ),
-            None,
-        )
-        if credential is None:
-            raise VerificationFailed("no-credential")
+        credential = number_credential(credentials, number, TelnyxCredential)
         key = _verify_key(credential.public_key)
         if key is None:
             raise VerificationFailed("bad-public-key")

@@ -53,6 +53,7 @@ from router.providers.base import (
     WebhookRequest,
     ascii_int,
     is_form,
+    number_credential,
 )
 from router.routing.decision import Connect, Decision, Say, Transfer
 from router.routing.inbound import InboundCall
@@ -133,16 +134,7 @@ class VonageProvider:
         if not isinstance(number, VonagePhoneNumber):
             raise VerificationFailed("provider-mismatch")
         token = _bearer_token(req.headers.get(AUTHORIZATION_HEADER, ""))
-        credential = next(
-            (
-                c
-                for c in credentials
-                if isinstance(c, VonageCredential) and c.id == number.credential_id
-            ),
-            None,
-        )
-        if credential is None:
-            raise VerificationFailed("no-credential")
+        credential = number_credential(credentials, number, VonageCredential)
         claims = decode_token(token, credential.signature_secret)
         check_times(claims, now=req.wall_time)
         api_key = claims.get("api_key")
