@@ -14,7 +14,7 @@ from router.api import credentials as credentials_api
 from router.api import health as health_api
 from router.api import openapi as openapi_api
 from router.api import phone_numbers as phone_numbers_api
-from router.api.middleware import error_middleware, metrics_middleware
+from router.api.middleware import edge_middleware
 from router.api.openapi import build_document
 from router.api.webhooks import provider_routes, twilio_sms
 from router.cache import CredentialCache, NumberCache
@@ -119,7 +119,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     """The worker's aiohttp application over one settings object."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, error_middleware],
+        middlewares=[edge_middleware],
     )
     the_store = store if store is not None else make_store(settings)
     codec = Codec(

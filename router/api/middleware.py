@@ -31,60 +31,71 @@ def error_response(error: ApiError) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as JSON; bad input is never a 500."""
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request counted by route template and status, and timed; every error leaves
+    as JSON, and bad input is never a 500. One middleware, not two: each one is another
+    coroutine around every webhook."""
+    started = time.perf_counter()
+    status = 500
     try:
-        return await handler(request)
-    except ApiError as exc:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                status = exc.status
+                raise
+            response = _http_error(exc)
+        except Exception as exc:  # translated, and logged when it is a fault of ours
+            response = _error_answer(request, exc)
+        status = response.status
+        return response
+    finally:
+        _count(request, status, time.perf_counter() - started)
+
+
+def _count(request: web.Request, status: int, seconds: float) -> None:
+    metrics = request.app[METRICS]
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    metrics.api_requests.labels(request.method, route, str(status)).inc()
+    metrics.api_request_seconds.labels(request.method, route).observe(seconds)
+
+
+def _http_error(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 4xx/5xx (404, 405, 413, ...) in the JSON shape."""
+    phrase = HTTPStatus(exc.status).phrase
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else phrase
+    if exc.status == 413:
+        message = "Request body is too large"
+    error = error_response(ApiError(exc.status, message))
+    for name in ("Allow",):
+        if name in exc.headers:
+            error.headers[name] = exc.headers[name]
+    return error
+
+
+def _error_answer(request: web.Request, exc: Exception) -> web.Response:
+    """The JSON answer for an exception a handler raised."""
+    if isinstance(exc, ApiError):
         if exc.status >= 500:
             log.error("api.error", path=request.path, status=exc.status, detail=str(exc))
         return error_response(exc)
-    except StoreUnavailable as exc:
+    if isinstance(exc, StoreUnavailable):
         log.warning("api.store_unavailable", path=request.path, detail=exc.detail)
         # The detail (addresses, driver messages) stays in the log; clients get the gist.
         gist = exc.detail.split(":", 1)[0]
         return error_response(ApiError(503, f"{gist}; the request was not applied, retry later"))
-    except SecretKeyError as exc:
+    if isinstance(exc, SecretKeyError):
         # An operator fault (another ROUTER_SECRET_KEY), not bad input: said plainly.
         log.error("api.error", path=request.path, status=500, detail=str(exc))
         return error_response(ApiError(500, f"stored secrets cannot be read: {exc}"))
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         return error_response(ApiError(400, validation_messages(exc)))
-    except web.HTTPException as exc:
-        if exc.status < 400 or exc.content_type == "application/json":
-            raise
-        phrase = HTTPStatus(exc.status).phrase
-        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else phrase
-        if exc.status == 413:
-            message = "Request body is too large"
-        error = error_response(ApiError(exc.status, message))
-        for name in ("Allow",):
-            if name in exc.headers:
-                error.headers[name] = exc.headers[name]
-        return error
-    except Exception:
-        # A fault of ours, not bad input: logged once here, answered in the shape clients parse.
-        log.exception("api.unhandled_error", method=request.method, path=request.path)
-        return error_response(ApiError(500, "Internal server error"))
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by route template and status; time it."""
-    metrics = request.app[METRICS]
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        metrics.api_requests.labels(request.method, route, str(status)).inc()
-        metrics.api_request_seconds.labels(request.method, route).observe(
-            time.perf_counter() - started
-        )
+    # A fault of ours, not bad input: logged once here, answered in the shape clients parse.
+    log.error(
+        "api.unhandled_error",
+        method=request.method,
+        path=request.path,
+        exc_info=exc,
+    )
+    return error_response(ApiError(500, "Internal server error"))

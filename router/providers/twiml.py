@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Final
 from urllib.parse import quote
 
@@ -39,6 +40,13 @@ REJECT: Final = (_OPEN + "<Reject/>" + _CLOSE).encode()
 EMPTY: Final = (XML_DECLARATION + "<Response/>").encode()
 
 
+# Most values a document carries are the same on every call (the stream URL, parameter
+# names, target and number ids): their escaped forms are kept rather than searched for
+# again. Bounded, and keyed by the whole string, so a new value only costs one search.
+_ESCAPED_KEPT: Final = 2048
+
+
+@lru_cache(maxsize=_ESCAPED_KEPT)
 def xml_clean(value: str) -> str:
     """`value` without the characters XML 1.0 cannot carry."""
     return _FORBIDDEN_RE.sub("", value)
@@ -51,6 +59,7 @@ def xml_text(value: str) -> str:
     return _TEXT_SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), ""), value)
 
 
+@lru_cache(maxsize=_ESCAPED_KEPT)
 def xml_attr(value: str) -> str:
     """`value` for a double-quoted attribute: escaped, forbidden characters dropped."""
     if _ATTR_SPECIAL.search(value) is None:
