@@ -73,19 +73,20 @@ def signed_fields(params: MultiMapping[str] | None) -> str:
     `name + value`, a name's values sorted and de-duplicated (twilio-python's rule)."""
     if not params:
         return ""
-    if isinstance(params, MultiDict | MultiDictProxy) and not isinstance(
-        params, CIMultiDict | CIMultiDictProxy
-    ):
-        # Case-sensitive names: a name's values are exactly its pairs.
-        fields = dict(params.items())
-        if len(fields) == len(params):
-            # Each name once (as providers send forms): sorting the names is the rule.
-            return "".join([name + fields[name] for name in sorted(fields)])
-        # Sorting the distinct pairs orders by name, then value, as the rule wants.
-        return "".join([name + value for name, value in sorted(set(params.items()))])
+    if isinstance(params, _CASE_SENSITIVE) and not isinstance(params, _CASE_INSENSITIVE):
+        # Case-sensitive names: a name's values are exactly its pairs, and sorting the
+        # pairs orders by name, then value, as the rule wants.
+        pairs = sorted(params.items())
+        if len(set(params.keys())) != len(pairs):
+            pairs = sorted(set(pairs))  # a name sent twice: each value once
+        return "".join(map("".join, pairs))
     # Any other mapping: its own `getall` says which values are a name's.
     values = {name: set(params.getall(name)) for name in params}
     return "".join(name + value for name in sorted(values) for value in sorted(values[name]))
+
+
+_CASE_SENSITIVE: Final = (MultiDict, MultiDictProxy)
+_CASE_INSENSITIVE: Final = (CIMultiDict, CIMultiDictProxy)
 
 
 def _signature(token: str, signed: str) -> str:

@@ -72,7 +72,10 @@ def e164(value: str) -> str | None:
 
 def first_values(fields: MultiMapping[str]) -> dict[str, str]:
     """Each field name with its first value, in order: the `params` events keep."""
-    values: dict[str, str] = {}
+    values = dict(fields.items())
+    if len(values) == len(fields):
+        return values  # each name once, as providers send forms: nothing to choose
+    values = {}
     for key, value in fields.items():
         values.setdefault(key, value)
     return values

@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
+
+# A version 4 UUID's variant digit, by the random hex digit it replaces (RFC 9562: 10xx).
+_VARIANT: Final = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+_IDS_PER_READ: Final = 256
 
 
-def _new_call_id() -> str:
-    return str(uuid.uuid4())
+class _CallIds:
+    """Random (version 4) UUIDs as strings, drawn from `os.urandom` 256 at a time.
+
+    What `str(uuid.uuid4())` gives, at a third of its cost and one system call per 256
+    ids instead of one each: every webhook gets a new id.
+    """
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+        # A forked worker must not hand out the ids its parent drew.
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._hex, self._at = "", 0
+
+    def __call__(self) -> str:
+        at = self._at
+        if at == 0:
+            self._hex = os.urandom(16 * _IDS_PER_READ).hex()
+        self._at = (at + 32) % len(self._hex)
+        h = self._hex[at : at + 32]
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+_new_call_id = _CallIds()
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+# Built on every webhook and never changed after; not `frozen`, which makes construction
+# several times dearer (one `object.__setattr__` call per field).
+@dataclass(slots=True)
 class InboundCall:
     """One ringing call, as parsed from a provider webhook.
 
