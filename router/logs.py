@@ -174,7 +174,10 @@ def _direct(name: str) -> Any:
     def method(self: Any, event: str, *args: Any, **kw: Any) -> Any:
         if args:
             event = event % args
-        out_args, out_kw = self._process_event(name, event, kw)
+        try:
+            out_args, out_kw = self._process_event(name, event, kw)
+        except structlog.DropEvent:
+            return None  # a processor dropped it (as `capture_logs` does): nothing to write
         return getattr(self._logger, name)(*out_args, **out_kw)
 
     method.__name__ = name
