@@ -43,6 +43,10 @@ class Events:
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # `call.routed` goes through a logger bound once, not the module's lazy proxy,
+        # which looks the logger up again on every call. structlog changes processor
+        # lists in place (`capture_logs` too), so this logger sees what they see.
+        self._routed_log = log.bind()
 
     def call_routed(
         self,
@@ -66,9 +70,12 @@ class Events:
         elif facts is not None:
             m.assistant_requests.labels(facts.outcome).inc()
             m.assistant_request_seconds.labels(facts.outcome).observe(facts.latency_ms / 1000)
-        # Keywords straight into the call (no dict built, then copied): logged per call.
-        extra = {"render_warnings": list(warnings)} if warnings else {}
-        log.info(
+        # Keywords straight into the call, not `**` a dict: a call with `**` builds and
+        # copies one more dict of two dozen entries, on every call.
+        routed = self._routed_log
+        if warnings:
+            routed = routed.bind(render_warnings=list(warnings))
+        routed.info(
             "call.routed",
             provider=provider,
             endpoint=endpoint,
@@ -90,7 +97,6 @@ class Events:
             replayed=replayed,
             latency_ms=round(latency_ms, 2),
             trace=list(decision.trace),
-            **extra,
         )
 
     def lookup(self, hit: bool) -> None:

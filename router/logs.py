@@ -47,8 +47,16 @@ def _orjson_dumps(value: Any, default: Any = None) -> str:
     return orjson.dumps(value, default=default or str).decode()
 
 
-def _orjson_bytes(value: Any, default: Any = None) -> bytes:
-    return orjson.dumps(value, default=default or str)
+def _json_default(value: Any) -> Any:
+    """What structlog's JSON renderer makes of a value JSON has no type for."""
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if callable(structlog_form) else repr(value)
+
+
+def render_json(_: WrappedLogger, __: str, event: EventDict) -> bytes:
+    """The event as one line of JSON, in bytes for the byte stream (structlog's
+    `JSONRenderer` with orjson, without its two calls around the serializer)."""
+    return orjson.dumps(event, default=_json_default)
 
 
 # The ISO form of the current second, kept: `call.routed` is logged on every webhook, and
@@ -171,7 +179,9 @@ def _process_event(
 
 
 def _direct(name: str) -> Any:
-    def method(self: Any, event: str, *args: Any, **kw: Any) -> Any:
+    # `self` and `event` positional-only: the call's keywords (two dozen for `call.routed`)
+    # then go straight into `kw`, not compared against each parameter name first.
+    def method(self: Any, event: str, /, *args: Any, **kw: Any) -> Any:
         if args:
             event = event % args
         try:
@@ -225,7 +235,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     else:
         # JSON lines straight to the byte stream: no decode, re-encode and flush per line.
         out.flush()
-        renderer = structlog.processors.JSONRenderer(serializer=_orjson_bytes)
+        renderer = render_json
         logger_factory = LineWriterFactory(binary)
     structlog.configure(
         processors=[

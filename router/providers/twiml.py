@@ -41,14 +41,19 @@ EMPTY: Final = (XML_DECLARATION + "<Response/>").encode()
 
 
 # Most values a document carries are the same on every call (the stream URL, parameter
-# names, target and number ids): their escaped forms are kept rather than searched for
-# again. Bounded, and keyed by the whole string, so a new value only costs one search.
+# names, target and number ids): the escaped forms of short ones are kept rather than
+# searched for again. Bounded in count and size; a new value costs one search.
 _ESCAPED_KEPT: Final = 2048
+_ESCAPED_KEPT_CHARS: Final = 256
+
+
+def xml_clean(value: str) -> str:
+    """`value` without the characters XML 1.0 cannot carry."""
+    return _FORBIDDEN_RE.sub("", value) if len(value) > _ESCAPED_KEPT_CHARS else _clean(value)
 
 
 @lru_cache(maxsize=_ESCAPED_KEPT)
-def xml_clean(value: str) -> str:
-    """`value` without the characters XML 1.0 cannot carry."""
+def _clean(value: str) -> str:
     return _FORBIDDEN_RE.sub("", value)
 
 
@@ -59,9 +64,17 @@ def xml_text(value: str) -> str:
     return _TEXT_SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), ""), value)
 
 
-@lru_cache(maxsize=_ESCAPED_KEPT)
 def xml_attr(value: str) -> str:
     """`value` for a double-quoted attribute: escaped, forbidden characters dropped."""
+    return _attr(value) if len(value) > _ESCAPED_KEPT_CHARS else _attr_kept(value)
+
+
+@lru_cache(maxsize=_ESCAPED_KEPT)
+def _attr_kept(value: str) -> str:
+    return _attr(value)
+
+
+def _attr(value: str) -> str:
     if _ATTR_SPECIAL.search(value) is None:
         return value
     return _ATTR_SPECIAL.sub(lambda m: _ATTR_ESCAPES.get(m.group(), ""), value)

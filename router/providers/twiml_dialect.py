@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Final
 
 from multidict import MultiMapping
@@ -62,8 +63,20 @@ def one(fields: MultiMapping[str], name: str) -> str:
     return fields.get(name, "").strip()
 
 
+# The longest E.164 number: `+` and 15 digits.
+_E164_MAX_CHARS: Final = 16
+
+
 def e164(value: str) -> str | None:
     """`value` as E.164, else None (`client:` and SIP forms, withheld numbers)."""
+    # Read before the signature is checked: anything longer is no number, and is never
+    # kept, so the cache below holds short strings only.
+    return None if len(value) > _E164_MAX_CHARS else _e164(value)
+
+
+# The called numbers are few and called again and again (each webhook reads `To` twice).
+@lru_cache(maxsize=4096)
+def _e164(value: str) -> str | None:
     try:
         return normalize_e164(value)
     except ValueError:

@@ -78,13 +78,20 @@ def logged_events() -> dict[str, str]:
 
 def call_routed_fields() -> set[str]:
     """The fields `Events.call_routed` logs: the keywords of its `log.info("call.routed",
-    ...)` call, plus the keys of any dict literal it spreads into that call (`**extra`)."""
+    ...)` call and of any `.bind(...)` it makes for it, plus the keys of any dict literal
+    it spreads into that call (`**extra`)."""
     fields: set[str] = set()
     for node in ast.walk(parsed(ROUTER / "events.py")):
         if not (isinstance(node, ast.FunctionDef) and node.name == "call_routed"):
             continue
         spread: set[str] = set()
         for inner in ast.walk(node):
+            if (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Attribute)
+                and inner.func.attr == "bind"
+            ):
+                fields.update(k.arg for k in inner.keywords if k.arg is not None)
             if isinstance(inner, ast.Call) and inner.args and text(inner.args[0]) == "call.routed":
                 for keyword in inner.keywords:
                     if keyword.arg is not None:

@@ -90,3 +90,23 @@ def test_dial_timeout_prefers_a_changed_dial_timeout() -> None:
     assert dial_timeout(plan) == 30
     plan = TransferPlan.model_validate({"mode": "blind-transfer", "dialTimeout": 20, "timeout": 30})
     assert dial_timeout(plan) == 20
+
+
+def test_e164_keeps_only_short_values_it_has_seen() -> None:
+    """`To` is read before the signature is checked: a long value is no number, and no
+    unauthenticated request can grow the cache with one."""
+    from router.providers.twiml_dialect import _e164
+
+    before = _e164.cache_info().currsize
+    assert e164("+1" + "5" * 5000) is None
+    assert e164("1" * 17) is None
+    assert _e164.cache_info().currsize == before
+    assert e164("14155550100") == "+14155550100"
+    assert e164("+14155550100") == "+14155550100"
+    assert e164("client:alice") is None
+
+
+def test_first_values_keeps_each_names_first_value_in_order() -> None:
+    fields = MultiDict([("B", "1"), ("A", "2"), ("B", "3")])
+    assert list(first_values(fields).items()) == [("B", "1"), ("A", "2")]
+    assert first_values(MultiDict([("A", "x"), ("B", "y")])) == {"A": "x", "B": "y"}
