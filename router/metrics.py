@@ -30,6 +30,9 @@ LATENCY_BUCKETS: Final = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 4.0, 5.0, 7.5, 10.0,
 )  # fmt: skip
 MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+# (method, route, status) label sets whose children `http_request` keeps: routes and
+# methods are fixed, so this is far more than a worker sees; beyond it, looked up each time.
+_HTTP_CHILDREN_KEPT: Final = 1024
 
 _M = TypeVar("_M", bound=MetricWrapperBase)
 
@@ -158,6 +161,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._http_children: dict[tuple[str, object, int], tuple[Counter, Histogram]] = {}
         r = self.registry
         self.calls = Counter(
             "router_calls_total",
@@ -257,6 +261,24 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+
+    def http_request(self, method: str, resource: object, status: int, seconds: float) -> None:
+        """Count and time one HTTP request; `resource` is the aiohttp resource it matched
+        (None when none did). The children for each (method, resource, status) are found
+        once and kept: this runs for every request, webhooks included."""
+        key = (method, resource, status)
+        children = self._http_children.get(key)
+        if children is None:
+            route = getattr(resource, "canonical", None) or "unmatched"
+            children = (
+                self.api_requests.labels(method, route, str(status)),
+                self.api_request_seconds.labels(method, route),
+            )
+            if len(self._http_children) < _HTTP_CHILDREN_KEPT:
+                self._http_children[key] = children
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition: this app's registry, or every worker's in multiprocess mode."""

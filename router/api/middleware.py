@@ -54,11 +54,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 def _count(request: web.Request, status: int, seconds: float) -> None:
-    metrics = request.app[METRICS]
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else "unmatched"
-    metrics.api_requests.labels(request.method, route, str(status)).inc()
-    metrics.api_request_seconds.labels(request.method, route).observe(seconds)
+    request.app[METRICS].http_request(
+        request.method, request.match_info.route.resource, status, seconds
+    )
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:

@@ -61,7 +61,11 @@ async def _snapshot(request: web.Request) -> WebhookRequest:
         raise web.HTTPRequestEntityTooLarge(
             max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=request.content_length or 0
         )
-    body = await request.read()
+    content = request.content
+    # Usually the whole body came with the headers: taken as it is, without awaiting
+    # chunk after chunk. Either way the body is read here once and consumed: every
+    # later step works on the snapshot, never on the aiohttp request's body.
+    body = content.read_nowait() if content.is_eof() else await request.read()
     if len(body) > WEBHOOK_MAX_BODY_BYTES:  # a chunked body announces no length
         raise web.HTTPRequestEntityTooLarge(max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=len(body))
     return WebhookRequest.create(

@@ -120,7 +120,9 @@ def parse_call(
         received_at=req.received_at,
         sip_uri=to if to.lower().startswith(_SIP_SCHEMES) else None,
         account_id=account_id,
-        params=first_values(fields),
+        # The fields as parsed, not copied: a multi-mapping reads a name's first value,
+        # and a static route never reads them at all.
+        params=fields,
         created_at=datetime.fromtimestamp(req.wall_time, UTC),
     )
 

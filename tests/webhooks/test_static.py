@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
 import pytest
 
 from .conftest import (
     CALLER,
     NUMBER,
+    PUBLIC_URL,
     RUNTIME_URL,
     Customer,
     Logs,
@@ -14,8 +19,10 @@ from .conftest import (
     call_sid,
     dialled,
     said,
+    sign,
     spoken_then_hung_up,
     stream_parameters,
+    twiml,
     verbs,
     voice_form,
 )
@@ -171,3 +178,28 @@ async def test_an_oversized_webhook_body_is_refused_before_it_is_parsed(
     ) as response:
         assert response.status == 413
     assert logs.routed() == []
+
+
+async def test_a_body_that_arrives_in_pieces_is_read_whole_and_routed(
+    router: Router, logs: Logs
+) -> None:
+    """A form sent chunked, its second half after a pause (the body is not all there when
+    the handler starts), is read to its end, verified and routed like any other."""
+    await router.create_number(assistantId="asst-1")
+    fields = voice_form()
+    body = urlencode(fields).encode()
+    half = len(body) // 2
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield body[:half]
+        await asyncio.sleep(0.05)
+        yield body[half:]
+
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": sign(PUBLIC_URL + "/twilio/voice", fields),
+    }
+    async with router.client.post("/twilio/voice", data=pieces(), headers=headers) as response:
+        assert response.status == 200
+        assert stream_parameters(twiml(await response.read()))["targetId"] == "asst-1"
+    assert len(logs.routed()) == 1
