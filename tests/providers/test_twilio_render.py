@@ -307,3 +307,53 @@ def test_replayed_decision_renders_the_same_twiml() -> None:
         first = TwilioProvider().render(decision, make_call(), make_number(), CTX)
         again = TwilioProvider().render(replayed, make_call(), make_number(), CTX)
         assert first == again
+
+
+@pytest.mark.parametrize(
+    ("call_id", "runtime_url", "target_id"),
+    [
+        (CALL_SID, RUNTIME_URL, "asst-1"),  # a route's document, its call id spliced in
+        ("CA" + "f" * 32, RUNTIME_URL, None),  # a transient target: no targetId
+        ('CA"1<&>', RUNTIME_URL, "asst-1"),  # an id to escape: built in full
+        ("CA" + "9" * 500, RUNTIME_URL, "asst-1"),  # over the limit: dropped, with a warning
+        (CALL_SID, RUNTIME_URL + "?x=1", "asst-1"),  # a warning to give on every call
+        (CALL_SID, RUNTIME_URL, "a" * 600),  # a target id over the limit
+    ],
+)
+def test_a_connect_is_the_same_document_however_it_is_made(
+    call_id: str, runtime_url: str, target_id: str | None
+) -> None:
+    """Every call of a route gets what building its document in full gives: the same
+    bytes and the same warnings, the second time (kept) as the first."""
+    from router.providers import twiml
+    from router.providers.twiml_dialect import stream_parameters
+
+    number = make_number()
+    ctx = RenderContext(runtime_url=runtime_url, call_id=call_id, public_base="https://r.x")
+    outcome = Connect("assistant", target_id)
+    decision = Decision(outcome=outcome, route="assistant", ended_reason=None, trace=())
+    expected_warnings: list[str] = []
+    expected = twiml.response(
+        twiml.connect_stream(
+            runtime_url, stream_parameters(outcome, number, ctx), expected_warnings
+        )
+    )
+    for _ in range(2):
+        rendered = TwilioProvider().render(decision, make_call(), number, ctx)
+        assert rendered.body == expected
+        assert list(rendered.warnings) == expected_warnings
+
+
+def test_each_number_and_target_has_its_own_document() -> None:
+    """The document kept for one route is never another's."""
+    number, other = make_number(), make_number(id="pn-2")
+    for target_id, n in (("asst-1", number), ("asst-2", number), ("asst-1", other)):
+        decision = Decision(Connect("assistant", target_id), "assistant", None, ())
+        root = parse_twiml(TwilioProvider().render(decision, make_call(), n, CTX).body)
+        params = {p.get("name"): p.get("value") for p in root.iter("Parameter")}
+        assert params == {
+            "callId": CALL_SID,
+            "target": "assistant",
+            "targetId": target_id,
+            "phoneNumberId": n.id,
+        }
