@@ -50,6 +50,8 @@ RENDER_MARGIN_SECONDS: Final = 0.2
 # How often a retry waiting for another worker's decision looks for it.
 POLL_SECONDS: Final = 0.025
 STATUS_FORWARD_TIMEOUT_SECONDS: Final = 5.0
+# Numbers whose fixed decision (no hooks, no assistant-request) is kept, per worker.
+FIXED_DECISIONS_KEPT: Final = 4096
 
 
 class _Probe:
@@ -101,6 +103,8 @@ class Inbound:
         self.tasks = tasks
         self.events = events
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        # By number id: the number object a fixed decision was made for, and the decision.
+        self._fixed: dict[str, tuple[AnyPhoneNumber, Decision]] = {}
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -148,9 +152,19 @@ class Inbound:
         self, provider: Provider, number: AnyPhoneNumber, call: InboundCall
     ) -> Outcome:
         """The decision for `call`, inside the provider's budget."""
+        kept = self._fixed.get(number.id)
+        if kept is not None and kept[0] is number:
+            return Outcome(kept[1])
         probe = _Probe()
         decision = await self._decide(number, call, probe)
         if not probe.called:
+            if not number.hooks:
+                # Without hooks, nothing but the number decides (blocked, or its static
+                # target): the same decision for every call until the number changes,
+                # which gives the cache a new number object. Decisions are immutable.
+                if len(self._fixed) >= FIXED_DECISIONS_KEPT:
+                    self._fixed.clear()
+                self._fixed[number.id] = (number, decision)
             return Outcome(decision)
         deadline = call.received_at + provider.budget_seconds(self.settings)
         return await self._coordinated(number, call, deadline)

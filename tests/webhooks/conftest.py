@@ -36,6 +36,7 @@ from twilio.request_validator import RequestValidator
 
 from router.app import create_app
 from router.settings import OrgConfig, Settings
+from router.state import NUMBER_CACHE
 
 API_KEY = "webhooks-api-key-of-the-default-org"
 OTHER_KEY = "webhooks-api-key-of-the-other-org"
@@ -290,6 +291,17 @@ class Router:
     def __init__(self, client: TestClient[web.Request, web.Application], settings: Settings):
         self.client = client
         self.settings = settings
+
+    async def writes_settled(self, writes: int, within: float = 2.0) -> None:
+        """Wait until this worker's number cache has taken the invalidations of `writes`
+        writes of its own. With Redis each arrives twice: delivered by the writer before
+        it answers, and again over pub/sub later. That echo, arriving after a call warmed
+        the cache, drops what the call cached: tests about cache hits wait for it."""
+        each = 2 if self.settings.redis_url else 1
+        cache = self.client.app[NUMBER_CACHE]
+        async with asyncio.timeout(within):
+            while cache.invalidations < writes * each:  # noqa: ASYNC110 - no event to await
+                await asyncio.sleep(0.005)
 
     # --- REST API -----------------------------------------------------------------------------
 

@@ -7,8 +7,6 @@ import asyncio
 
 import pytest
 
-from router.state import NUMBER_CACHE
-
 from .conftest import (
     Customer,
     Logs,
@@ -39,12 +37,9 @@ async def test_a_retry_with_the_same_call_sid_replays_the_decision(
     router = await make_router(**backend)
     customer.reply(Reply(json={"assistantId": "asst-1"}), Reply(json={"assistantId": "other"}))
     await router.create_number(server={"url": customer.url})
-    # The create's own invalidation must have reached this worker's cache first: arriving
-    # after the first call, it would drop the entry that call cached (a miss, not a hit).
-    cache = router.client.app[NUMBER_CACHE]
-    async with asyncio.timeout(2):
-        while cache.invalidations < 1:  # noqa: ASYNC110 - the cache has no event to await
-            await asyncio.sleep(0.005)
+    # The create's own invalidation first: arriving after the first call, it would drop
+    # the entry that call cached (the second call a miss, not a hit).
+    await router.writes_settled(1)
     form = voice_form()
     first = await router.voice(form)
     second = await router.voice(form)

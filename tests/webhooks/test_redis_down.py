@@ -33,6 +33,7 @@ async def test_calls_keep_routing_when_redis_dies(
     customer.reply(Reply(json={"assistantId": "asst-live"}))
     await router.create_number(number=STATIC_NUMBER, assistantId="asst-static")
     await router.create_number(number=SERVER_NUMBER, server={"url": customer.url})
+    await router.writes_settled(2)  # or a late echo could drop what the warm-up caches
     # Warm the cache the way traffic does.
     for to in (STATIC_NUMBER, SERVER_NUMBER):
         assert (await router.voice(voice_form(To=to, Called=to))).status == 200
@@ -63,6 +64,7 @@ async def test_a_status_callback_without_redis_is_still_acknowledged(
     redis = redis_factory()
     router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
     await router.create_number(assistantId="asst-1")
+    await router.writes_settled(1)
     await router.voice()
     redis.kill()
     answer = await router.status(call_sid(), "completed")
@@ -88,6 +90,7 @@ async def test_a_hung_redis_does_not_reject_cached_numbers(
     redis = redis_factory()
     router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
     await router.create_number(number=STATIC_NUMBER, assistantId="asst-static")
+    await router.writes_settled(1)
     assert (await router.voice(voice_form(call_sid(), To=STATIC_NUMBER))).status == 200
     redis.pause()
     try:
@@ -117,6 +120,7 @@ async def test_a_transient_assistant_without_its_record_takes_the_failure_branch
         server={"url": customer.url},
         fallbackDestination={"type": "number", "number": "+14155550188", "message": ""},
     )
+    await router.writes_settled(1)
     warm = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER, Called=SERVER_NUMBER))
     assert stream_parameters(warm.root)["target"] == "assistant"
     redis.kill()

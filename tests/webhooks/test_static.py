@@ -203,3 +203,15 @@ async def test_a_body_that_arrives_in_pieces_is_read_whole_and_routed(
         assert response.status == 200
         assert stream_parameters(twiml(await response.read()))["targetId"] == "asst-1"
     assert len(logs.routed()) == 1
+
+
+async def test_a_changed_target_is_followed_on_the_next_call(router: Router) -> None:
+    """A route's decision is made once per version of the number: after a PATCH, the next
+    call connects to the new target, on the same worker."""
+    number = await router.create_number(assistantId="asst-1")
+    first = await router.voice(voice_form(call_sid()))
+    assert stream_parameters(first.root)["targetId"] == "asst-1"
+    await router.patch_number(number["id"], assistantId="asst-2")
+    await router.writes_settled(2)
+    second = await router.voice(voice_form(call_sid()))
+    assert stream_parameters(second.root)["targetId"] == "asst-2"
