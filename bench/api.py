@@ -149,9 +149,14 @@ def _end(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
-    """Poll `url` until it answers 200; fail early if the process exits."""
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+def wait_ready(
+    url: str,
+    process: subprocess.Popen[bytes],
+    name: str,
+    timeout_s: float = START_TIMEOUT_SECONDS,
+) -> None:
+    """Poll `url` until it answers 200 (within `timeout_s`); fail early if the process exits."""
+    deadline = time.monotonic() + timeout_s
     while True:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}")
@@ -162,7 +167,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
         except OSError:
             pass  # not listening yet
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} was not ready within {START_TIMEOUT_SECONDS:.0f} s")
+            raise RuntimeError(f"{name} was not ready within {timeout_s:.0f} s")
         time.sleep(0.05)
 
 

@@ -25,13 +25,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from _load import run_load
-from api import NO_PERSISTENCE, Processes, free_port, http_get, sigterm_as_exit, wait_redis
+from api import NO_PERSISTENCE, Processes, free_port, sigterm_as_exit, wait_ready, wait_redis
 from webhooks import (
     API_KEY,
     ASSISTANT_ID,
@@ -55,22 +54,6 @@ REQUEST_TIMEOUT_SECONDS = 60.0
 def callgrind(out: Path) -> list[str]:
     """valgrind running callgrind, collecting from the start, dumping to `out`."""
     return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}")
-        try:
-            status, _ = http_get(url)
-            if status == 200:
-                return
-        except OSError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} was not ready within {START_TIMEOUT_SECONDS:.0f} s")
-        time.sleep(0.5)
 
 
 def dumped_instructions(out: Path) -> int:
@@ -99,7 +82,7 @@ def measure(
     env = None if env is None else {key: fill(value) for key, value in env.items()}
     try:
         process = processes.start(name, [*callgrind(out), sys.executable, *argv], cpu=None, env=env)
-        wait_ready(url + "/readyz", process, name)
+        wait_ready(url + "/readyz", process, name, START_TIMEOUT_SECONDS)
         if name == "router":
             api(
                 url,

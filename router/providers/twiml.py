@@ -47,14 +47,16 @@ _ESCAPED_KEPT: Final = 2048
 _ESCAPED_KEPT_CHARS: Final = 256
 
 
-def xml_clean(value: str) -> str:
-    """`value` without the characters XML 1.0 cannot carry."""
-    return _FORBIDDEN_RE.sub("", value) if len(value) > _ESCAPED_KEPT_CHARS else _clean(value)
-
-
-@lru_cache(maxsize=_ESCAPED_KEPT)
 def _clean(value: str) -> str:
     return _FORBIDDEN_RE.sub("", value)
+
+
+_clean_kept = lru_cache(maxsize=_ESCAPED_KEPT)(_clean)
+
+
+def xml_clean(value: str) -> str:
+    """`value` without the characters XML 1.0 cannot carry."""
+    return _clean(value) if len(value) > _ESCAPED_KEPT_CHARS else _clean_kept(value)
 
 
 def xml_text(value: str) -> str:
@@ -64,20 +66,18 @@ def xml_text(value: str) -> str:
     return _TEXT_SPECIAL.sub(lambda m: _ESCAPES.get(m.group(), ""), value)
 
 
-def xml_attr(value: str) -> str:
-    """`value` for a double-quoted attribute: escaped, forbidden characters dropped."""
-    return _attr(value) if len(value) > _ESCAPED_KEPT_CHARS else _attr_kept(value)
-
-
-@lru_cache(maxsize=_ESCAPED_KEPT)
-def _attr_kept(value: str) -> str:
-    return _attr(value)
-
-
 def _attr(value: str) -> str:
     if _ATTR_SPECIAL.search(value) is None:
         return value
     return _ATTR_SPECIAL.sub(lambda m: _ATTR_ESCAPES.get(m.group(), ""), value)
+
+
+_attr_kept = lru_cache(maxsize=_ESCAPED_KEPT)(_attr)
+
+
+def xml_attr(value: str) -> str:
+    """`value` for a double-quoted attribute: escaped, forbidden characters dropped."""
+    return _attr(value) if len(value) > _ESCAPED_KEPT_CHARS else _attr_kept(value)
 
 
 def response(*verbs: str) -> bytes:
