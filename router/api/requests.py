@@ -24,10 +24,23 @@ def authenticate(request: web.Request) -> OrgConfig:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ApiError(401, "Unauthorized: send Authorization: Bearer <API key>")
-    org = request.app[ORGS].authenticate(key.strip())
+    org = request.app[ORGS].authenticate(key.strip()) if _is_utf8(key) else None
     if org is None:
         raise ApiError(401, "Unauthorized: the API key is not valid")
     return org
+
+
+def _is_utf8(header_value: str) -> bool:
+    """Whether a header value arrived as UTF-8.
+
+    aiohttp keeps a header's other bytes as lone surrogates, which strict UTF-8 (what API
+    keys are hashed as) cannot encode: such a value is no key of ours, never a 500.
+    """
+    try:
+        header_value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 async def json_body(request: web.Request) -> Any:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Final, Protocol, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
+from router.providers.forms import form_fields
 from router.routing.decision import Decision
 from router.routing.inbound import InboundCall
 from router.settings import Settings
@@ -130,45 +130,6 @@ def is_form(headers: Mapping[str, str]) -> bool:
     """Whether the body is `application/x-www-form-urlencoded`."""
     media_type = headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
     return media_type == FORM_CONTENT_TYPE
-
-
-def form_fields(body: bytes) -> MultiDict[str]:
-    """The fields of a form body, blank values kept (providers sign them too).
-
-    Exactly `parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")`
-    on the body decoded as UTF-8 (errors replaced), in less time: the same split and the
-    same unquoting, with short escaped tokens (numbers, cities) unquoted once per process.
-    """
-    text = body.decode("utf-8", errors="replace")
-    fields: list[tuple[str, str]] = []
-    for pair in text.split("&"):
-        if pair:
-            name, _, value = pair.partition("=")
-            # Most tokens have nothing to decode: they are kept without a call.
-            if "%" in name or "+" in name:
-                name = _form_token(name)
-            if "%" in value or "+" in value:
-                value = _form_token(value)
-            fields.append((name, value))
-    return MultiDict(fields)
-
-
-# Longer tokens are unquoted every time: the cache holds at most this many short strings.
-_CACHED_TOKEN_CHARS: Final = 128
-
-
-def _form_token(raw: str) -> str:
-    """`unquote(raw.replace("+", " "), "utf-8", "replace")`, as parse_qsl decodes a token."""
-    if "%" not in raw:
-        return raw.replace("+", " ") if "+" in raw else raw
-    if len(raw) <= _CACHED_TOKEN_CHARS:
-        return _unquote_cached(raw)
-    return unquote(raw.replace("+", " "), encoding="utf-8", errors="replace")
-
-
-@lru_cache(maxsize=4096)
-def _unquote_cached(raw: str) -> str:
-    return unquote(raw.replace("+", " "), encoding="utf-8", errors="replace")
 
 
 class VerificationFailed(Exception):

@@ -407,7 +407,9 @@ def _e164(value: str) -> str | None:
 
 
 def _sha256(value: str) -> bytes:
-    return hashlib.sha256(value.encode()).digest()
+    # A header is not always UTF-8 (aiohttp keeps undecodable bytes as lone surrogates):
+    # those bytes hash as themselves, so such a header is a wrong secret, not a 500.
+    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
 
 
 def _dump(body: Mapping[str, Any]) -> bytes:

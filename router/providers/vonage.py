@@ -224,6 +224,10 @@ def _bearer_token(authorization: str) -> str:
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise VerificationFailed("bad-authorization")
+    # A JWT is ASCII (base64url and dots). PyJWT encodes a str token as strict UTF-8, which
+    # raises on the lone surrogates aiohttp keeps a header's undecodable bytes as.
+    if not token.isascii():
+        raise VerificationFailed("malformed-token")
     return token.strip()
 
 
@@ -314,7 +318,11 @@ def _api_key_claim(req: WebhookRequest) -> str | None:
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # Claims are JSON, whose `\udcff` escapes decode to lone surrogates: strict UTF-8
+    # cannot encode them, so both sides are compared as their code points.
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 # --- fields ------------------------------------------------------------------------------

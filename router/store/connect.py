@@ -31,10 +31,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
-from redis.retry import Retry
 
 from router.store import keys
 
@@ -131,7 +131,7 @@ class SentinelConnection(RedisConnection):
         common = _client_kwargs(socket_timeout_seconds)
         # Sentinels answer plain replies: redis-py parses them undecoded.
         sentinel_kwargs = {**common, **sentinel_auth, **tls, "decode_responses": False}
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]  # unannotated before redis-py 8.2
             sentinels, sentinel_kwargs=sentinel_kwargs
         )
         self.service = service

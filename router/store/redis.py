@@ -417,7 +417,7 @@ def _text(value: str | bytes) -> str:
 
 async def _close(pubsub: PubSub) -> None:
     with suppress(*REDIS_FAILURES):
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # unannotated before redis-py 8.2
 
 
 def _where(pubsub: PubSub) -> str | None:

@@ -393,6 +393,32 @@ class Router:
                 response.status, data, response.content_type, time.perf_counter() - started
             )
 
+    async def send_raw(self, method: str, path: str, headers: bytes, body: bytes = b"") -> Answer:
+        """A request written as raw bytes on a socket: no HTTP client sends a header that is
+        not UTF-8, a forger may. `headers` are whole lines, each ending in CRLF."""
+        server = self.client.server
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+        ).encode()
+        started = time.perf_counter()
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        try:
+            writer.write(head + headers + b"\r\n" + body)
+            answer = await reader.read()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        status_line, _, rest = answer.partition(b"\r\n")
+        answer_head, _, data = rest.partition(b"\r\n\r\n")
+        content_type = ""
+        for line in answer_head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-type":
+                content_type = value.decode().split(";", 1)[0].strip()
+        status = int(status_line.split(b" ", 2)[1])
+        return Answer(status, data, content_type, time.perf_counter() - started)
+
 
 MakeRouter = Callable[..., Awaitable[Router]]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 import pytest
 
@@ -141,6 +142,14 @@ async def _json_body_swapped(router: Router) -> Answer:
     return await router.send("POST", path, sent.encode(), headers)
 
 
+async def _undecodable_header(router: Router) -> Answer:
+    # Raw bytes on the wire: no HTTP client sends a header that is not UTF-8, a forger may.
+    headers = (
+        b"Content-Type: application/x-www-form-urlencoded\r\nX-Twilio-Signature: \xff\xfe=\r\n"
+    )
+    return await router.send_raw("POST", "/twilio/voice", headers, urlencode(voice_form()).encode())
+
+
 async def _json_without_hash(router: Router) -> Answer:
     headers = {
         "Content-Type": "application/json",
@@ -160,6 +169,7 @@ async def _json_without_hash(router: Router) -> Answer:
         pytest.param(_other_url, "bad-signature", id="signed-for-another-url"),
         pytest.param(_json_body_swapped, "body-hash-mismatch", id="json-body-swapped"),
         pytest.param(_json_without_hash, "missing-body-hash", id="json-without-body-hash"),
+        pytest.param(_undecodable_header, "bad-signature", id="signature-not-utf-8"),
     ],
 )
 async def test_a_request_failing_verification_is_refused_and_never_routed(

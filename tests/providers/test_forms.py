@@ -1,0 +1,159 @@
+"""Form bodies and Twilio's signed fields: the C versions in `router._speedups` give exactly
+what the Python definitions in `router.providers.forms` give, and those give what the
+standard library and twilio-python give."""
+
+from __future__ import annotations
+
+import hmac
+import shutil
+import sysconfig
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.providers import forms
+from router.providers.twilio import _hmac_sha1
+
+try:
+    from router import _speedups
+except ImportError:  # the tests that need it say so below
+    _speedups = None  # type: ignore[assignment]
+
+needs_speedups = pytest.mark.skipif(_speedups is None, reason="router._speedups is not built")
+
+FIXED_BODIES = [
+    b"",
+    b"&",
+    b"&&a=1&&",
+    b"a",
+    b"a=",
+    b"=",
+    b"=b",
+    b"a=1&a=2&a=1",
+    b"a=b=c",
+    b"a+b=c+d",
+    b"a%2Bb=c%2bd",
+    b"%",
+    b"%2",
+    b"%%41",
+    b"a=%zz%4",
+    b"To=%2B14155550100&From=%2B14155550123",
+    b"x=%C3%A9",  # an escaped UTF-8 character
+    b"x=%C3",  # half of one: replaced
+    b"x=%FF%FE",
+    b"x=%00\x00",
+    b"CallToken=%7B%22parentCallInfoToken%22%3A%22eyJ%22%7D",
+    "x=é&y=%C3%A9".encode(),  # not ASCII: the Python path
+    b"x=\xff",  # not UTF-8 either
+    b"a;b=c",  # `;` is no separator
+]
+
+
+def stdlib(body: bytes) -> list[tuple[str, str]]:
+    return parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+
+
+@pytest.mark.parametrize("body", FIXED_BODIES)
+def test_form_fields_are_what_parse_qsl_gives(body: bytes) -> None:
+    """Blank values kept, `+` a space, `%XX` decoded as UTF-8 with errors replaced, a stray
+    `%` kept, only `&` separating, only the first `=` splitting a field."""
+    assert forms.python_form_pairs(body) == stdlib(body)
+    assert forms.form_pairs(body) == stdlib(body)
+    assert list(forms.form_fields(body).items()) == stdlib(body)
+
+
+# Characters that exercise every branch: separators, escapes (good, bad, partial),
+# plus signs, NUL, non-ASCII and characters that are not valid on their own.
+_FORM_TEXT = st.text(
+    st.sampled_from([*"ab=&%+2FfC3A9Zz;\x00 ", "é", "€", "\udcff", "😀"]), max_size=40
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_FORM_TEXT)
+def test_form_fields_match_parse_qsl_on_generated_bodies(text: str) -> None:
+    body = text.encode("utf-8", errors="surrogateescape")
+    assert forms.form_pairs(body) == forms.python_form_pairs(body) == stdlib(body)
+
+
+@needs_speedups
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=60))
+def test_the_c_parser_matches_on_any_bytes_or_leaves_them_to_python(body: bytes) -> None:
+    """ASCII bodies are parsed in C, exactly as in Python; any other body is left to Python."""
+    pairs = _speedups.form_pairs(body)
+    if body.isascii():
+        assert pairs == forms.python_form_pairs(body)
+    else:
+        assert pairs is None
+
+
+@needs_speedups
+def test_the_c_parser_takes_only_bytes() -> None:
+    with pytest.raises(TypeError, match="takes bytes"):
+        _speedups.form_pairs("a=b")  # type: ignore[arg-type]
+
+
+_PAIRS = st.lists(
+    st.tuples(
+        st.text(st.sampled_from([*"ABab1", "é"]), max_size=3),
+        st.text(st.sampled_from([*"xy+ ", "€"]), max_size=3),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_PAIRS)
+def test_signing_fields_sort_by_name_then_value_and_take_each_pair_once(
+    pairs: list[tuple[str, str]],
+) -> None:
+    """twilio-python's rule: names sorted, a name's values sorted and de-duplicated."""
+    by_name: dict[str, set[str]] = {}
+    for name, value in pairs:
+        by_name.setdefault(name, set()).add(value)
+    expected = "".join(n + v for n in sorted(by_name) for v in sorted(by_name[n])).encode()
+    assert forms.python_signing_fields(pairs) == expected
+    assert forms.signing_fields(list(pairs)) == expected
+
+
+@needs_speedups
+def test_signing_fields_leave_the_callers_list_as_it_was() -> None:
+    pairs = [("b", "2"), ("a", "1"), ("b", "1"), ("a", "1")]
+    assert _speedups.signing_fields(pairs) == b"a1b1b2"
+    assert pairs == [("b", "2"), ("a", "1"), ("b", "1"), ("a", "1")]
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    "bad", [("a", "b"), [("a",)], [("a", 1)], [["a", "b"]], [("a", "\udcff")]], ids=repr
+)
+def test_signing_fields_refuse_what_is_no_list_of_string_pairs(bad: object) -> None:
+    """Wrong shapes are a TypeError, a string UTF-8 cannot encode the same UnicodeEncodeError
+    `str.encode` raises: never a crash."""
+    with pytest.raises((TypeError, UnicodeEncodeError)):
+        _speedups.signing_fields(bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(max_size=100), message=st.binary(max_size=300))
+def test_hmac_sha1_from_started_pads_is_the_standard_hmac(key: str, message: bytes) -> None:
+    """Tokens of any length (past SHA-1's 64-byte block too), any message."""
+    assert _hmac_sha1(key, message) == hmac.digest(key.encode(), message, "sha1")
+
+
+def _can_build_extensions() -> bool:
+    compiler = (sysconfig.get_config_var("CC") or "").split()
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return bool(compiler) and shutil.which(compiler[0]) is not None and headers.exists()
+
+
+@pytest.mark.skipif(not _can_build_extensions(), reason="no C compiler or Python headers here")
+def test_the_speedups_are_built_where_they_can_be() -> None:
+    """Where a compiler and Python's headers are present the install builds the C module:
+    a silent fallback would leave every webhook on the slower path."""
+    assert forms.SPEEDUPS
+    assert forms.signing_fields is _speedups.signing_fields
