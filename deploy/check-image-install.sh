@@ -5,9 +5,10 @@
 #   2. build the router wheel there (`pip wheel --no-deps`), as the build stage does;
 #   3. a fresh virtual environment (no site packages of this machine), the wheel installed
 #      into it with its dependencies, as the build stage does for /opt/router;
-#   4. from that environment: `router --help`, `router check-config`, then `router serve`
-#      on the embedded store, probed with the image's HEALTHCHECK command, /readyz,
-#      /openapi.json (package data) and /metrics, stopped with SIGTERM (exit 0 expected).
+#   4. from that environment: the C module imports, `router --help`, `router check-config`,
+#      then `router serve` on the embedded store, probed with the image's HEALTHCHECK
+#      command, /readyz, /openapi.json (package data) and /metrics, stopped with SIGTERM
+#      (exit 0 expected).
 #
 # Usage: deploy/check-image-install.sh            (PYTHON=python3.11 to choose the interpreter)
 # Needs the package index (dependencies are downloaded, or taken from pip's cache).
@@ -53,6 +54,9 @@ export PATH="$work/venv/bin:$PATH"
 cd "$work"  # never the repository: the import must come from the installed wheel
 installed="$(python -c 'import router, os; print(os.path.dirname(router.__file__))')"
 [[ "$installed" == "$work/venv/"* ]] || fail "router imported from $installed, not the venv"
+
+step "the C module was built into the wheel"
+python -c "import router._speedups" || fail "router._speedups is missing: is gcc installed?"
 
 step "router --help"
 router --help >"$work/help.txt" || fail "router --help exited non-zero"
