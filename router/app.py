@@ -14,7 +14,7 @@ from router.api import credentials as credentials_api
 from router.api import health as health_api
 from router.api import openapi as openapi_api
 from router.api import phone_numbers as phone_numbers_api
-from router.api.middleware import edge_middleware
+from router.api.middleware import add_routes, add_unmatched_route
 from router.api.openapi import build_document
 from router.api.webhooks import provider_routes, twilio_sms
 from router.cache import CredentialCache, NumberCache
@@ -107,20 +107,20 @@ async def _store_health_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _inbound_ctx(app: web.Application) -> AsyncIterator[None]:
     inbound = app[INBOUND]
+    inbound.loop = asyncio.get_running_loop()
     await inbound.requests.start()
     yield
     # In-flight webhooks have finished (aiohttp waits for handlers first); forwards get
     # a short grace, then the HTTP client closes.
     await inbound.tasks.close(grace_seconds=2.0)
     await inbound.requests.close()
+    inbound.loop = None
 
 
 def create_app(settings: Settings, *, store: Store | None = None) -> web.Application:
     """The worker's aiohttp application over one settings object."""
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[edge_middleware],
-    )
+    # No application middleware: each route gets `edge` (errors, metrics) of its own.
+    app = web.Application(client_max_size=settings.max_body_bytes)
     the_store = store if store is not None else make_store(settings)
     codec = Codec(
         SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
@@ -163,12 +163,16 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app.cleanup_ctx.append(_inbound_ctx)
     if wiring is not None:
         app.cleanup_ctx.append(wiring.lifespan)
-    app.add_routes(phone_numbers_api.routes)
-    app.add_routes(credentials_api.routes)
-    app.add_routes(openapi_api.routes)
-    app.add_routes(health_api.routes)
-    app.add_routes(calls_api.routes)
+    for api_routes in (
+        phone_numbers_api.routes,
+        credentials_api.routes,
+        openapi_api.routes,
+        health_api.routes,
+        calls_api.routes,
+    ):
+        add_routes(app, api_routes)
     for provider in PROVIDERS.values():
-        app.add_routes(provider_routes(provider))
-    app.router.add_post("/twilio/sms", twilio_sms)
+        app.add_routes(provider_routes(provider, app[INBOUND]))
+    add_routes(app, [web.post("/twilio/sms", twilio_sms)])
+    add_unmatched_route(app)  # last: it matches any path
     return app

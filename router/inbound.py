@@ -31,7 +31,6 @@ from router.providers.base import (
     RenderContext,
     Rendered,
     StatusEvent,
-    WebhookRequest,
 )
 from router.routing import decision as reasons
 from router.routing.assistant_request import AssistantRequestClient, public_number
@@ -103,23 +102,31 @@ class Inbound:
         self.tasks = tasks
         self.events = events
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
+        # The app's event loop, while the app runs (set by its cleanup context).
+        self.loop: asyncio.AbstractEventLoop | None = None
         # By number id: the number object a fixed decision was made for, and the decision.
         self._fixed: dict[str, tuple[AnyPhoneNumber, Decision]] = {}
 
     # --- the steps ----------------------------------------------------------------------------
 
-    async def lookup(
-        self, provider: Provider, req: WebhookRequest
-    ) -> tuple[AnyPhoneNumber | None, bool]:
-        """The called number and whether the cache answered without I/O."""
-        key = provider.lookup_key(req)
+    def loop_time(self) -> float:
+        """The running loop's clock, which deadlines are on. The loop is noted when the app
+        starts: asking asyncio for it costs a system call (getpid) in Python 3.11."""
+        return (self.loop or asyncio.get_running_loop()).time()
+
+    def cached_number(self, key: str | None) -> tuple[bool, AnyPhoneNumber | None]:
+        """`(True, number)` when no I/O is needed: a warm cache entry (a hit), or no key
+        to look up (the provider's request names no number); else `(False, None)`, and
+        `lookup` must read the store."""
         if key is None:
-            return None, False
-        # A warm entry answers without a timeout scope or an await: the common case.
+            return True, None
         cached, number = self.numbers.peek(key)
         if cached:
             self.events.lookup(True)
-            return number, True
+        return cached, number
+
+    async def lookup(self, provider: Provider, key: str) -> tuple[AnyPhoneNumber | None, bool]:
+        """The number `key` names, read through the cache, and whether the cache answered."""
         hits = self.numbers.hits
         timeout = min(2.0, provider.budget_seconds(self.settings) / 3)
         try:
@@ -138,23 +145,32 @@ class Inbound:
         self.events.lookup(hit)
         return number, hit
 
-    async def verify(self, provider: Provider, req: WebhookRequest, number: AnyPhoneNumber) -> None:
-        """Raise VerificationFailed unless the provider signed this request for this number."""
-        credentials: Sequence[AnyCredential] | None = self.credentials.peek(number.org_id)
-        if credentials is None:
-            credentials = ()
-            # Without the store, verification uses what the number holds, or fails closed.
-            with contextlib.suppress(StoreUnavailable):
-                credentials = await self.credentials.for_org(number.org_id)
-        provider.verify(req, number, credentials, self.settings)
+    def cached_credentials(self, number: AnyPhoneNumber) -> Sequence[AnyCredential] | None:
+        """The number's org's credentials when the cache holds them fresh (no I/O), else None."""
+        return self.credentials.peek(number.org_id)
+
+    async def credentials_of(self, number: AnyPhoneNumber) -> Sequence[AnyCredential]:
+        """The number's org's credentials, read through the cache. Without the store,
+        verification uses what the number holds, or fails closed: none."""
+        with contextlib.suppress(StoreUnavailable):
+            return await self.credentials.for_org(number.org_id)
+        return ()
+
+    def fixed(self, number: AnyPhoneNumber) -> Outcome | None:
+        """The decision of a number whose calls all go one way (no hooks, no
+        assistant-request), once it was made for this number object; else None."""
+        kept = self._fixed.get(number.id)
+        if kept is not None and kept[0] is number:
+            return Outcome(kept[1])
+        return None
 
     async def decide(
         self, provider: Provider, number: AnyPhoneNumber, call: InboundCall
     ) -> Outcome:
         """The decision for `call`, inside the provider's budget."""
-        kept = self._fixed.get(number.id)
-        if kept is not None and kept[0] is number:
-            return Outcome(kept[1])
+        fixed = self.fixed(number)
+        if fixed is not None:
+            return fixed
         probe = _Probe()
         decision = await self._decide(number, call, probe)
         if not probe.called:

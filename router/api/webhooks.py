@@ -2,18 +2,23 @@
 
 Paths are fixed by the operator contract (`/twilio/voice`, `/vonage/answer`, ...): each
 provider names its own three endpoints.
+
+A webhook answer is the hot path of the worker, so the steps that usually need no I/O (a
+body that came whole, a warm number and credential cache, a number whose decision is
+fixed) are taken without awaiting: each step's async form runs only when it must wait.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 from aiohttp import web
 
-from router.inbound import Outcome
+from router.api.middleware import edge
+from router.inbound import Inbound, Outcome
 from router.models.phone_numbers import AnyPhoneNumber
 from router.providers.base import (
     Challenge,
@@ -23,7 +28,6 @@ from router.providers.base import (
     VerificationFailed,
     WebhookRequest,
 )
-from router.state import INBOUND, SETTINGS
 
 log = structlog.get_logger("router.webhooks")
 
@@ -55,22 +59,29 @@ def respond(rendered: Rendered) -> web.Response:
 WEBHOOK_MAX_BODY_BYTES = 64 * 1024
 
 
-async def _snapshot(request: web.Request) -> WebhookRequest:
-    received = asyncio.get_running_loop().time()
-    if (request.content_length or 0) > WEBHOOK_MAX_BODY_BYTES:
-        raise web.HTTPRequestEntityTooLarge(
-            max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=request.content_length or 0
-        )
+async def _body(request: web.Request) -> bytes:
+    """The whole body, read once: every later step works on the snapshot, never on the
+    aiohttp request's body. Usually it came with the headers and is taken as it is."""
     content = request.content
-    # Usually the whole body came with the headers: taken as it is, without awaiting
-    # chunk after chunk. Either way the body is read here once and consumed: every
-    # later step works on the snapshot, never on the aiohttp request's body.
-    body = content.read_nowait() if content.is_eof() else await request.read()
+    if content.is_eof():
+        body = content.read_nowait()
+    else:
+        if (request.content_length or 0) > WEBHOOK_MAX_BODY_BYTES:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=request.content_length or 0
+            )
+        body = await request.read()
     if len(body) > WEBHOOK_MAX_BODY_BYTES:  # a chunked body announces no length
         raise web.HTTPRequestEntityTooLarge(max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=len(body))
+    return body
+
+
+def _snapshot(
+    request: web.Request, inbound: Inbound, body: bytes, received: float
+) -> WebhookRequest:
     return WebhookRequest.create(
         method=request.method,
-        url=signed_url(request, request.app[SETTINGS].public_url),
+        url=signed_url(request, inbound.settings.public_url),
         headers=request.headers,
         body=body,
         received_at=received,
@@ -88,34 +99,39 @@ class _Verified:
 
 
 async def _verified(
-    request: web.Request, provider: Provider, *, unknown: Rendered, status: bool = False
+    request: web.Request, inbound: Inbound, provider: Provider, *, status: bool = False
 ) -> _Verified | web.Response:
     """Snapshot, look up and verify: the request, or the answer that ends it here.
 
     Checks that need no number come first (`preverify`), so an unauthenticated caller
-    cannot tell known numbers from unknown ones. An unknown number gets `unknown` (the
-    provider's reject, or a status ack); a request that fails verification gets 403 and a
-    `webhook.rejected` event; a caller who must authenticate first gets the provider's
-    challenge. None of them is routed.
+    cannot tell known numbers from unknown ones. An unknown number gets the provider's
+    reject (a status ack for a status callback); a request that fails verification gets
+    403 and a `webhook.rejected` event; a caller who must authenticate first gets the
+    provider's challenge. None of them is routed.
     """
-    inbound = request.app[INBOUND]
-    req = await _snapshot(request)
+    received = inbound.loop_time()
+    req = _snapshot(request, inbound, await _body(request), received)
     try:
         provider.preverify(req, inbound.settings)
     except VerificationFailed as exc:
         inbound.events.rejected(provider.name, req.path, exc.reason, None)
         return _forbidden()
-    number, cache_hit = await inbound.lookup(provider, req)
+    key = provider.lookup_key(req)
+    cache_hit, number = inbound.cached_number(key)
+    if not cache_hit and key is not None:
+        number, cache_hit = await inbound.lookup(provider, key)
     if number is None:
-        key = provider.lookup_key(req)
         if status and key is None:
             # An event about no call of a number (e.g. a leg router dialled): acknowledge.
             log.debug("webhook.event_ignored", provider=provider.name, path=req.path)
-        else:
-            inbound.events.unknown_number(provider.name, req.path, key)
-        return respond(unknown)
+            return respond(provider.ack_status())
+        inbound.events.unknown_number(provider.name, req.path, key)
+        return respond(provider.ack_status() if status else provider.reject())
+    credentials = inbound.cached_credentials(number)
+    if credentials is None:
+        credentials = await inbound.credentials_of(number)
     try:
-        await inbound.verify(provider, req, number)
+        provider.verify(req, number, credentials, inbound.settings)
     except VerificationFailed as exc:
         inbound.events.rejected(provider.name, req.path, exc.reason, number)
         return _forbidden()
@@ -136,9 +152,10 @@ def _malformed(provider: Provider, req: WebhookRequest, exc: MalformedWebhook) -
     return web.Response(status=400, text=f"Bad Request: {exc.reason}")
 
 
-async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -> web.Response:
-    inbound = request.app[INBOUND]
-    verified = await _verified(request, provider, unknown=provider.reject())
+async def _answer(
+    request: web.Request, *, inbound: Inbound, provider: Provider, fallback: bool
+) -> web.Response:
+    verified = await _verified(request, inbound, provider)
     if isinstance(verified, web.Response):
         return verified
     req, number = verified.req, verified.number
@@ -150,7 +167,7 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
         if fallback:
             outcome = Outcome(inbound.fallback(number))
         else:
-            outcome = await inbound.decide(provider, number, call)
+            outcome = inbound.fixed(number) or await inbound.decide(provider, number, call)
         rendered = inbound.render(provider, outcome.decision, call, number)
     except Exception:
         # A fault of ours must still answer the call: apologise and hang up.
@@ -163,7 +180,7 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
         number=number,
         decision=outcome.decision,
         cache_hit=verified.cache_hit,
-        latency_ms=(asyncio.get_running_loop().time() - req.received_at) * 1000,
+        latency_ms=(inbound.loop_time() - req.received_at) * 1000,
         replayed=outcome.replayed,
         endpoint="fallback" if fallback else "voice",
         warnings=rendered.warnings,
@@ -171,40 +188,31 @@ async def _answer(request: web.Request, provider: Provider, *, fallback: bool) -
     return respond(rendered)
 
 
-async def _status(request: web.Request, provider: Provider) -> web.Response:
-    verified = await _verified(request, provider, unknown=provider.ack_status(), status=True)
+async def _status(request: web.Request, *, inbound: Inbound, provider: Provider) -> web.Response:
+    verified = await _verified(request, inbound, provider, status=True)
     if isinstance(verified, web.Response):
         return verified
     try:
         event = provider.parse_status(verified.req)
     except MalformedWebhook as exc:
         return _malformed(provider, verified.req, exc)
-    await request.app[INBOUND].status(verified.number, event)
+    await inbound.status(verified.number, event)
     return respond(provider.ack_status())
 
 
-async def _counted(request: web.Request, provider: Provider, *, fallback: bool) -> web.Response:
-    inflight = request.app[INBOUND].events.metrics.inflight_webhooks
-    inflight.inc()
-    try:
-        return await _answer(request, provider, fallback=fallback)
-    finally:
-        inflight.dec()
-
-
-def provider_routes(provider: Provider) -> list[web.RouteDef]:
-    """The three endpoints of one provider, under `/{provider.name}/`."""
-
-    async def voice(request: web.Request) -> web.Response:
-        return await _counted(request, provider, fallback=False)
-
-    async def fallback(request: web.Request) -> web.Response:
-        return await _counted(request, provider, fallback=True)
-
-    async def status(request: web.Request) -> web.Response:
-        return await _status(request, provider)
-
-    handlers = {"voice": voice, "fallback": fallback, "status": status}
+def provider_routes(provider: Provider, inbound: Inbound) -> list[web.RouteDef]:
+    """The endpoints of one provider, under `/{provider.name}/`, each behind `edge`; the
+    answers to calls (voice and fallback) are also counted while in flight."""
+    inflight = inbound.events.metrics.inflight_webhooks
+    handlers = {
+        "voice": edge(
+            partial(_answer, inbound=inbound, provider=provider, fallback=False), inflight=inflight
+        ),
+        "fallback": edge(
+            partial(_answer, inbound=inbound, provider=provider, fallback=True), inflight=inflight
+        ),
+        "status": edge(partial(_status, inbound=inbound, provider=provider)),
+    }
     routes: list[web.RouteDef] = []
     for role, segment in provider.endpoints.items():
         path = f"/{provider.name}/{segment}"

@@ -101,4 +101,18 @@ async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     assert after.value("router_api_requests_total", **created) == 1
     timed = {"method": "POST", "route": "/phone-number"}
     assert after.value("router_api_request_seconds_count", **timed) == 1
+    # Webhooks count by their route too, whatever they answered.
+    webhook = {"method": "POST", "route": "/twilio/voice"}
+    assert after.value("router_api_requests_total", status="200", **webhook) == 4
+    assert after.value("router_api_requests_total", status="403", **webhook) == 1
     assert after.value("router_inflight_webhooks") == 0
+
+    # A path no route has, and a route's path with another method.
+    async with client.get("/no-such-path") as response:
+        assert response.status == 404
+    async with client.delete("/twilio/voice") as response:
+        assert response.status == 405
+    last = await scrape(client)
+    unmatched = {"route": "unmatched"}
+    assert last.value("router_api_requests_total", method="GET", status="404", **unmatched) == 1
+    assert last.value("router_api_requests_total", method="DELETE", status="405", **unmatched) == 1
