@@ -171,31 +171,51 @@ signing_fields(PyObject *module, PyObject *arg)
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
-    /* Sorted on a copy: the caller's list is the form as received. Providers send
-     * their fields in order already, which the sort only confirms. */
-    PyObject *sorted = PyList_GetSlice(arg, 0, PyList_GET_SIZE(arg));
-    if (sorted == NULL) {
-        return NULL;
+    /* Providers send their fields sorted by name, each name once: then the list is the
+     * order already, and no pair can repeat. Checked name by name, without sorting. */
+    Py_ssize_t count = PyList_GET_SIZE(arg);
+    int ascending = 1;
+    PyObject *name, *value, *previous_name = NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (unpack_pair(PyList_GET_ITEM(arg, i), &name, &value) < 0) {
+            return NULL;
+        }
+        if (ascending && previous_name != NULL) {
+            int order = PyUnicode_Compare(previous_name, name);
+            if (order == -1 && PyErr_Occurred()) {
+                return NULL;
+            }
+            ascending = order < 0;
+        }
+        previous_name = name;
     }
-    if (PyList_Sort(sorted) < 0) {
-        Py_DECREF(sorted);
-        return NULL;
+    PyObject *sorted;
+    if (ascending) {
+        sorted = Py_NewRef(arg);
     }
-    Py_ssize_t count = PyList_GET_SIZE(sorted);
+    else {
+        /* Sorted on a copy: the caller's list is the form as received. */
+        sorted = PyList_GetSlice(arg, 0, count);
+        if (sorted == NULL) {
+            return NULL;
+        }
+        if (PyList_Sort(sorted) < 0) {
+            Py_DECREF(sorted);
+            return NULL;
+        }
+    }
     Py_ssize_t total = 0;
-    PyObject *previous = NULL;
     PyObject *out = NULL;
     /* Two passes over the same pairs: the length first, then the bytes. */
     for (int pass = 0; pass < 2; pass++) {
         char *at = out != NULL ? PyBytes_AS_STRING(out) : NULL;
-        previous = NULL;
+        PyObject *previous = NULL;
         for (Py_ssize_t i = 0; i < count; i++) {
             PyObject *pair = PyList_GET_ITEM(sorted, i);
-            PyObject *name, *value;
             if (unpack_pair(pair, &name, &value) < 0) {
                 goto error;
             }
-            if (previous != NULL) {
+            if (!ascending && previous != NULL) {
                 /* Sorted, so a pair met before is the one just before. */
                 int same = PyObject_RichCompareBool(previous, pair, Py_EQ);
                 if (same < 0) {

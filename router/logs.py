@@ -8,7 +8,6 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
 from typing import Any, BinaryIO, Final, TextIO
 
 import orjson
@@ -53,12 +52,6 @@ def _json_default(value: Any) -> Any:
     return structlog_form() if callable(structlog_form) else repr(value)
 
 
-def render_json(_: WrappedLogger, __: str, event: EventDict) -> bytes:
-    """The event as one line of JSON, in bytes for the byte stream (structlog's
-    `JSONRenderer` with orjson, without its two calls around the serializer)."""
-    return orjson.dumps(event, default=_json_default)
-
-
 # The ISO form of the current second, kept: `call.routed` is logged on every webhook, and
 # formatting a datetime costs more than the rest of the timestamp.
 _second: tuple[int, str] = (-1, "")
@@ -89,6 +82,19 @@ def format_exc_info(logger: WrappedLogger, method_name: str, event: EventDict) -
     if "exc_info" in event:
         return structlog.processors.format_exc_info(logger, method_name, event)
     return event
+
+
+def render_json_line(logger: WrappedLogger, method_name: str, event: EventDict) -> bytes:
+    """The JSON chain's steps after the context, in one call (`call.routed` is logged on
+    every webhook): `level` (as structlog's `add_log_level` names it) and `timestamp`,
+    secret-looking fields redacted, `exc_info` formatted, then one line of JSON in bytes
+    for the byte stream (structlog's `JSONRenderer` with orjson)."""
+    event["level"] = _LEVEL_OF_METHOD.get(method_name, method_name)
+    add_timestamp(logger, method_name, event)
+    redact_secrets(logger, method_name, event)
+    if "exc_info" in event:
+        event = structlog.processors.format_exc_info(logger, method_name, event)
+    return orjson.dumps(event, default=_json_default)
 
 
 class LineWriter:
@@ -159,51 +165,44 @@ _LEVEL_NAMES: Final = (
 )
 
 
-def _process_event(
-    self: Any, method_name: str, event: str | None, event_kw: dict[str, Any]
-) -> tuple[Sequence[Any], Mapping[str, Any]]:
-    """structlog's `_process_event`, without the copy when nothing is bound: the event
-    is then built in the keyword dict the logging call itself made (a new one per call)."""
-    event_dict: Any = {**self._context, **event_kw} if self._context else event_kw
-    if event is not None:
-        event_dict["event"] = event
-    for processor in self._processors:
-        event_dict = processor(self._logger, method_name, event_dict)
-    if isinstance(event_dict, str | bytes | bytearray):
-        return (event_dict,), {}
-    if isinstance(event_dict, tuple):
-        return event_dict
-    if isinstance(event_dict, dict):
-        return (), event_dict
-    raise ValueError("the last processor returned neither a str, bytes, tuple nor dict")
-
-
 def _direct(name: str) -> Any:
     # `self` and `event` positional-only: the call's keywords (two dozen for `call.routed`)
     # then go straight into `kw`, not compared against each parameter name first.
     def method(self: Any, event: str, /, *args: Any, **kw: Any) -> Any:
         if args:
             event = event % args
+        # structlog's `_process_event`, inline and without its copy when nothing is bound:
+        # the event is built in the keyword dict this call made (a new one per call).
+        event_dict: Any = {**self._context, **kw} if self._context else kw
+        event_dict["event"] = event
         try:
-            out_args, out_kw = self._process_event(name, event, kw)
+            for processor in self._processors:
+                event_dict = processor(self._logger, name, event_dict)
         except structlog.DropEvent:
             return None  # a processor dropped it (as `capture_logs` does): nothing to write
-        return getattr(self._logger, name)(*out_args, **out_kw)
+        if isinstance(event_dict, str | bytes | bytearray):
+            return getattr(self._logger, name)(event_dict)
+        if isinstance(event_dict, tuple):
+            args_out, kw_out = event_dict
+            return getattr(self._logger, name)(*args_out, **kw_out)
+        if isinstance(event_dict, dict):
+            return getattr(self._logger, name)(**event_dict)
+        raise ValueError("the last processor returned neither a str, bytes, tuple nor dict")
 
     method.__name__ = name
     return method
 
 
 def bound_logger_class(min_level: int) -> type[Any]:
-    """structlog's filtering bound logger for `min_level`, one call shallower per line.
+    """structlog's filtering bound logger for `min_level`, two calls shallower per line.
 
     A wrapper class of our own, as structlog suggests for hot paths: each enabled level
-    goes straight to `_process_event` instead of through `_proxy_to_logger`, each keyword
-    passed on once rather than twice. `call.routed` has two dozen fields and is logged on
+    runs the processors itself instead of through `_proxy_to_logger` and
+    `_process_event`, each keyword passed on once rather than twice. `call.routed` has two dozen fields and is logged on
     every webhook. Levels below `min_level` stay structlog's no-ops.
     """
     base = structlog.make_filtering_bound_logger(min_level)
-    attrs: dict[str, Any] = {"_process_event": _process_event}
+    attrs: dict[str, Any] = {}
     for level, names in _LEVEL_NAMES:
         if level >= min_level:
             method = _direct(names[0])
@@ -229,22 +228,18 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     ]
     binary = getattr(out, "buffer", None)
     logger_factory: Any
+    processors: list[Any] = [structlog.contextvars.merge_contextvars]
     if use_console or binary is None:
         # One write per line (PrintLogger makes two when stdout is unbuffered).
-        renderer, logger_factory = text_renderer, structlog.WriteLoggerFactory(out)
+        processors += [add_level_and_timestamp, redact_secrets, format_exc_info, text_renderer]
+        logger_factory = structlog.WriteLoggerFactory(out)
     else:
         # JSON lines straight to the byte stream: no decode, re-encode and flush per line.
         out.flush()
-        renderer = render_json
+        processors.append(render_json_line)
         logger_factory = LineWriterFactory(binary)
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            add_level_and_timestamp,
-            redact_secrets,
-            format_exc_info,
-            renderer,
-        ],
+        processors=processors,
         wrapper_class=bound_logger_class(
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),

@@ -16,7 +16,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, 
 
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
-from router.providers.forms import form_fields
+from router.providers.forms import form_pairs
 from router.routing.decision import Decision
 from router.routing.inbound import InboundCall
 from router.settings import Settings
@@ -51,7 +51,9 @@ class WebhookRequest:
 
     `url` is the URL the provider signed: the public base URL, the path and the query
     string exactly as received. `params` holds the form fields of a form POST, or the
-    query fields of a GET. `headers` must be case-insensitive.
+    query fields of a GET; `form` the same fields of a form POST as the list they were
+    parsed into, in the order sent (None for any other request). `headers` must be
+    case-insensitive.
     """
 
     method: str
@@ -63,6 +65,7 @@ class WebhookRequest:
     params: MultiMapping[str]
     received_at: float  # loop.time()
     wall_time: float  # time.time()
+    form: list[tuple[str, str]] | None = None
 
     @classmethod
     def create(
@@ -91,8 +94,10 @@ class WebhookRequest:
         )
         verb = method.upper()
         params: MultiMapping[str] = query if verb == "GET" else _NO_PARAMS
+        form = None
         if verb != "GET" and is_form(ci_headers):
-            params = MultiDictProxy(form_fields(body))
+            form = form_pairs(body)
+            params = MultiDictProxy(MultiDict(form))
         return cls(
             method=verb,
             url=url,
@@ -103,6 +108,7 @@ class WebhookRequest:
             params=params,
             received_at=received_at,
             wall_time=wall_time,
+            form=form,
         )
 
 

@@ -14,8 +14,6 @@ from functools import lru_cache
 from typing import Final
 from urllib.parse import unquote
 
-from multidict import MultiDict
-
 Pair = tuple[str, str]
 
 
@@ -88,8 +86,3 @@ def form_pairs(body: bytes) -> list[Pair]:
     """`python_form_pairs(body)`, from C when it is built and the body is ASCII."""
     pairs = _form_pairs(body)
     return python_form_pairs(body) if pairs is None else pairs
-
-
-def form_fields(body: bytes) -> MultiDict[str]:
-    """The fields of a form body as a multi-mapping, in the order they came."""
-    return MultiDict(form_pairs(body))

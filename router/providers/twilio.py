@@ -254,7 +254,11 @@ class TwilioProvider:
 
         # The fields are sorted once for every URL form and token tried; the other URL forms
         # are only made when the URL as received does not match (it does for a right one).
-        fields = signing_bytes(params)
+        fields = (
+            signing_fields(req.form)  # the list the form was parsed into: no copy to make
+            if params is req.params and req.form is not None
+            else signing_bytes(params)
+        )
         # A header is not always ASCII: its undecodable bytes compare as themselves.
         given = signature.encode("utf-8", "surrogateescape")
         if not _signed_by_any(tokens, (req.url,), fields, given) and not _signed_by_any(
