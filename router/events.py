@@ -13,7 +13,7 @@ from __future__ import annotations
 import structlog
 
 from router.calls import CallRecord
-from router.metrics import Metrics
+from router.metrics import Counter, Histogram, Metrics
 from router.models.phone_numbers import AnyPhoneNumber
 from router.providers.base import StatusEvent
 from router.routing.decision import Decision
@@ -47,6 +47,13 @@ class Events:
         # which looks the logger up again on every call. structlog changes processor
         # lists in place (`capture_logs` too), so this logger sees what they see.
         self._routed_log = log.bind()
+        # The children `call_routed` updates, by (provider, route, ended reason): a few
+        # dozen at most (providers x routes x reasons), found once each.
+        self._routed_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._lookups = {
+            True: metrics.cache_lookups.labels("hit"),
+            False: metrics.cache_lookups.labels("miss"),
+        }
 
     def call_routed(
         self,
@@ -63,8 +70,14 @@ class Events:
     ) -> None:
         facts = decision.assistant_request
         m = self.metrics
-        m.calls.labels(provider, decision.route, decision.ended_reason or "").inc()
-        m.decision_seconds.labels(provider, decision.route).observe(latency_ms / 1000)
+        key = (provider, decision.route, decision.ended_reason or "")
+        children = self._routed_children.get(key)
+        if children is None:
+            children = (m.calls.labels(*key), m.decision_seconds.labels(*key[:2]))
+            self._routed_children[key] = children
+        calls, seconds = children
+        calls.inc()
+        seconds.observe(latency_ms / 1000)
         if replayed:
             m.replays.labels(provider).inc()
         elif facts is not None:
@@ -100,7 +113,7 @@ class Events:
         )
 
     def lookup(self, hit: bool) -> None:
-        self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
+        self._lookups[hit].inc()
 
     def rejected(
         self, provider: str, path: str, reason: str, number: AnyPhoneNumber | None

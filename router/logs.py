@@ -198,8 +198,9 @@ def bound_logger_class(min_level: int) -> type[Any]:
 
     A wrapper class of our own, as structlog suggests for hot paths: each enabled level
     runs the processors itself instead of through `_proxy_to_logger` and
-    `_process_event`, each keyword passed on once rather than twice. `call.routed` has two dozen fields and is logged on
-    every webhook. Levels below `min_level` stay structlog's no-ops.
+    `_process_event`, each keyword passed on once rather than twice. `call.routed` has two
+    dozen fields and is logged on every webhook. Levels below `min_level` stay structlog's
+    no-ops.
     """
     base = structlog.make_filtering_bound_logger(min_level)
     attrs: dict[str, Any] = {}

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from aiohttp import web
+from requests.exceptions import Timeout as RequestsTimeout
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -319,8 +320,9 @@ class TwilioWiring:
             )
         except WiringFailed:
             raise
-        except TimeoutError:
-            # The thread runs on until requests' own timeout (the same length) ends it.
+        except (TimeoutError, RequestsTimeout):
+            # Two clocks of the same length: ours, or requests' own in the thread (which
+            # otherwise runs on until requests' ends it), whichever ran out first.
             raise _unreachable(
                 phone_number, f"no answer within {self._timeout_seconds:g}s"
             ) from None

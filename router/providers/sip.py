@@ -31,7 +31,6 @@ import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -214,7 +213,7 @@ class SipProvider:
                 "method": ROUTED_METHOD,
                 "authorization": body.authorization,
             },
-            created_at=datetime.fromtimestamp(req.wall_time, UTC),
+            wall_time=req.wall_time,
         )
 
     def render(

@@ -123,7 +123,7 @@ def parse_call(
         # The fields as parsed, not copied: a multi-mapping reads a name's first value,
         # and a static route never reads them at all.
         params=fields,
-        created_at=datetime.fromtimestamp(req.wall_time, UTC),
+        wall_time=req.wall_time,
     )
 
 

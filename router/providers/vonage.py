@@ -165,7 +165,7 @@ class VonageProvider:
             sip_uri=to if to.lower().startswith(("sip:", "sips:")) else None,
             account_id=_api_key_claim(req),
             params=fields,
-            created_at=datetime.fromtimestamp(req.wall_time, UTC),
+            wall_time=req.wall_time,
         )
 
     def render(

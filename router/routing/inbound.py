@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,10 +42,6 @@ class _CallIds:
 _new_call_id = _CallIds()
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 # Built on every webhook and never changed after; not `frozen`, which makes construction
 # several times dearer (one `object.__setattr__` call per field).
 @dataclass(slots=True)
@@ -53,8 +50,8 @@ class InboundCall:
 
     `received_at` is `loop.time()` when the webhook arrived (the default event loop's
     clock is `time.monotonic()`), so `received_at + budget` is the absolute deadline the
-    assistant-request client takes. `created_at` is the same moment on the wall clock,
-    for the `call` object sent to servers.
+    assistant-request client takes. `wall_time` is the same moment on the wall clock
+    (epoch seconds), `created_at` as the datetime the `call` object sent to servers has.
     """
 
     provider: str  # the webhook's provider: twilio | telnyx | vonage | sip
@@ -66,7 +63,13 @@ class InboundCall:
     account_id: str | None = None  # AccountSid, Telnyx connection, Vonage api key
     params: Mapping[str, Any] = field(default_factory=dict)  # the provider's raw fields
     id: str = field(default_factory=_new_call_id)  # router's call id (Vapi's `call.id`)
-    created_at: datetime = field(default_factory=_now)
+    wall_time: float = field(default_factory=time.time)
+
+    @property
+    def created_at(self) -> datetime:
+        """`wall_time` as a UTC datetime: made only for the calls that need it (an
+        assistant-request, a SIP edge's answer), not on every webhook."""
+        return datetime.fromtimestamp(self.wall_time, UTC)
 
     @property
     def transport(self) -> str:
