@@ -104,8 +104,8 @@ class Inbound:
         self._inflight: dict[str, asyncio.Future[Outcome]] = {}
         # The app's event loop, while the app runs (set by its cleanup context).
         self.loop: asyncio.AbstractEventLoop | None = None
-        # By number id: the number object a fixed decision was made for, and the decision.
-        self._fixed: dict[str, tuple[AnyPhoneNumber, Decision]] = {}
+        # By number id: the number object a fixed decision was made for, and the outcome.
+        self._fixed: dict[str, tuple[AnyPhoneNumber, Outcome]] = {}
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -161,7 +161,7 @@ class Inbound:
         assistant-request), once it was made for this number object; else None."""
         kept = self._fixed.get(number.id)
         if kept is not None and kept[0] is number:
-            return Outcome(kept[1])
+            return kept[1]  # shared by every call: outcomes are never changed
         return None
 
     async def decide(
@@ -180,7 +180,7 @@ class Inbound:
                 # which gives the cache a new number object. Decisions are immutable.
                 if len(self._fixed) >= FIXED_DECISIONS_KEPT:
                     self._fixed.clear()
-                self._fixed[number.id] = (number, decision)
+                self._fixed[number.id] = (number, Outcome(decision))
             return Outcome(decision)
         deadline = call.received_at + provider.budget_seconds(self.settings)
         return await self._coordinated(number, call, deadline)

@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from router.errors import ApiError, validation_messages
-from router.metrics import Gauge
+from router.metrics import Gauge, Metrics
 from router.secrets import SecretKeyError
 from router.state import METRICS
 from router.store.base import StoreUnavailable
@@ -33,7 +33,9 @@ def error_response(error: ApiError) -> web.Response:
     return response
 
 
-def edge(handler: Handler, *, inflight: Gauge | None = None, matched: bool = True) -> Handler:
+def edge(
+    handler: Handler, metrics: Metrics, *, inflight: Gauge | None = None, matched: bool = True
+) -> Handler:
     """`handler` with what every route gets at the edge: the request counted by route
     template and status, and timed; every error leaves as JSON, and bad input is never a
     500. `inflight` also counts the requests being answered now (provider webhooks);
@@ -64,9 +66,7 @@ def edge(handler: Handler, *, inflight: Gauge | None = None, matched: bool = Tru
             if inflight is not None:
                 inflight.dec()
             resource = request.match_info.route.resource if matched else None
-            request.app[METRICS].http_request(
-                request.method, resource, status, time.perf_counter() - started
-            )
+            metrics.http_request(request.method, resource, status, time.perf_counter() - started)
 
     return at_the_edge
 
@@ -76,9 +76,8 @@ def add_routes(app: web.Application, routes: Iterable[web.AbstractRouteDef]) -> 
     for route in routes:
         assert isinstance(route, web.RouteDef), route  # only plain routes are ever added
         # Registered as aiohttp registers the route itself (a GET also answers HEAD).
-        web.RouteDef(route.method, route.path, edge(route.handler), route.kwargs).register(
-            app.router
-        )
+        handler = edge(route.handler, app[METRICS])
+        web.RouteDef(route.method, route.path, handler, route.kwargs).register(app.router)
 
 
 def add_unmatched_route(app: web.Application) -> None:
@@ -95,7 +94,9 @@ def add_unmatched_route(app: web.Application) -> None:
             raise web.HTTPMethodNotAllowed(request.method, allowed)
         raise web.HTTPNotFound()
 
-    app.router.add_route("*", "/{path:.*}", edge(unmatched, matched=False))
+    # Any character, newlines too (a path's %0A arrives decoded; `.` would not match it).
+    everything = r"/{path:[\s\S]*}"
+    app.router.add_route("*", everything, edge(unmatched, app[METRICS], matched=False))
 
 
 def _http_error(exc: web.HTTPException) -> web.Response:

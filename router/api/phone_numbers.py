@@ -7,7 +7,7 @@ import math
 from aiohttp import web
 
 from router.api.middleware import json_response
-from router.api.requests import authenticate, json_body, list_query
+from router.api.requests import authenticate, json_body, list_query, moment
 from router.state import PHONE_NUMBERS
 
 routes = web.RouteTableDef()
@@ -55,8 +55,10 @@ async def find_all_paginated(request: web.Request) -> web.Response:
         "itemsBeyondRetention": False,
     }
     for name in ("createdAtLe", "createdAtGe"):
-        if request.query.get(name):
-            metadata[name] = request.query[name]
+        value = moment(request.query, name)
+        if value is not None:
+            # As read, its offset made explicit (the spec's `date-time` needs one), UTC as Z.
+            metadata[name] = value.isoformat().replace("+00:00", "Z")
     return json_response({"results": [service.present(n) for n in numbers], "metadata": metadata})
 
 

@@ -76,17 +76,21 @@ def _number(query: MultiMapping[str], name: str, default: int, low: int, high: i
     return int(value)
 
 
-def _moment(query: MultiMapping[str], name: str) -> int | None:
+def moment(query: MultiMapping[str], name: str) -> datetime | None:
+    """The time filter `name` of a listing (UTC unless it says otherwise), None if absent."""
     raw = query.get(name)
     if raw is None or raw == "":
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace(" ", "+"))  # a bare + in a query is a space
+        value = datetime.fromisoformat(raw.replace(" ", "+"))  # a bare + in a query is a space
     except ValueError:
         raise bad_request(f"{name} must be a valid ISO 8601 date string") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return to_micros(moment)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _micros(query: MultiMapping[str], name: str) -> int | None:
+    value = moment(query, name)
+    return None if value is None else to_micros(value)
 
 
 TIME_FILTERS = (
@@ -104,7 +108,7 @@ TIME_FILTERS = (
 def list_query(query: MultiMapping[str], *, paginated: bool) -> tuple[ListQuery, int]:
     """The store query of `GET /phone-number` (or `/v2/...` when paginated) and the page."""
     limit = _number(query, "limit", 100, 0, 1000)
-    times = {name: _moment(query, name) for name in TIME_FILTERS}
+    times = {name: _micros(query, name) for name in TIME_FILTERS}
     page, descending, search = 1, True, None
     if paginated:
         page = _number(query, "page", 1, 1, 1_000_000_000)

@@ -11,7 +11,6 @@ fixed) are taken without awaiting: each step's async form runs only when it must
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import partial
 
 import structlog
@@ -89,13 +88,8 @@ def _snapshot(
     )
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
-class _Verified:
-    req: WebhookRequest
-    number: AnyPhoneNumber
-    cache_hit: bool
+# A verified request: the snapshot, its number, and whether the cache answered the lookup.
+_Verified = tuple[WebhookRequest, AnyPhoneNumber, bool]
 
 
 async def _verified(
@@ -140,7 +134,7 @@ async def _verified(
         return respond(exc.rendered)
     except MalformedWebhook as exc:
         return _malformed(provider, req, exc)
-    return _Verified(req, number, cache_hit)
+    return req, number, cache_hit
 
 
 def _forbidden() -> web.Response:
@@ -156,9 +150,9 @@ async def _answer(
     request: web.Request, *, inbound: Inbound, provider: Provider, fallback: bool
 ) -> web.Response:
     verified = await _verified(request, inbound, provider)
-    if isinstance(verified, web.Response):
+    if not isinstance(verified, tuple):  # (not web.Response: an ABC, dearer to check)
         return verified
-    req, number = verified.req, verified.number
+    req, number, cache_hit = verified
     try:
         call = provider.parse(req)
     except MalformedWebhook as exc:
@@ -179,7 +173,7 @@ async def _answer(
         call=call,
         number=number,
         decision=outcome.decision,
-        cache_hit=verified.cache_hit,
+        cache_hit=cache_hit,
         latency_ms=(inbound.loop_time() - req.received_at) * 1000,
         replayed=outcome.replayed,
         endpoint="fallback" if fallback else "voice",
@@ -190,28 +184,27 @@ async def _answer(
 
 async def _status(request: web.Request, *, inbound: Inbound, provider: Provider) -> web.Response:
     verified = await _verified(request, inbound, provider, status=True)
-    if isinstance(verified, web.Response):
+    if not isinstance(verified, tuple):
         return verified
+    req, number, _ = verified
     try:
-        event = provider.parse_status(verified.req)
+        event = provider.parse_status(req)
     except MalformedWebhook as exc:
-        return _malformed(provider, verified.req, exc)
-    await inbound.status(verified.number, event)
+        return _malformed(provider, req, exc)
+    await inbound.status(number, event)
     return respond(provider.ack_status())
 
 
 def provider_routes(provider: Provider, inbound: Inbound) -> list[web.RouteDef]:
     """The endpoints of one provider, under `/{provider.name}/`, each behind `edge`; the
     answers to calls (voice and fallback) are also counted while in flight."""
-    inflight = inbound.events.metrics.inflight_webhooks
+    metrics = inbound.events.metrics
+    inflight = metrics.inflight_webhooks
+    answer = partial(_answer, inbound=inbound, provider=provider)
     handlers = {
-        "voice": edge(
-            partial(_answer, inbound=inbound, provider=provider, fallback=False), inflight=inflight
-        ),
-        "fallback": edge(
-            partial(_answer, inbound=inbound, provider=provider, fallback=True), inflight=inflight
-        ),
-        "status": edge(partial(_status, inbound=inbound, provider=provider)),
+        "voice": edge(partial(answer, fallback=False), metrics, inflight=inflight),
+        "fallback": edge(partial(answer, fallback=True), metrics, inflight=inflight),
+        "status": edge(partial(_status, inbound=inbound, provider=provider), metrics),
     }
     routes: list[web.RouteDef] = []
     for role, segment in provider.endpoints.items():

@@ -277,6 +277,11 @@ class TwilioProvider:
         self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
     ) -> Rendered:
         """TwiML carrying out the decision; `warnings` say what had to be left out."""
+        outcome = decision.outcome
+        if isinstance(outcome, Connect):
+            document = _connect_document(outcome, number, ctx)
+            if document is not None:
+                return Rendered(document, twiml.CONTENT_TYPE)
         return render(decision, call, number, ctx, connect=_connect, dial=_dial)
 
     def reject(self) -> Rendered:
@@ -306,50 +311,59 @@ def _signature_algorithm(settings_header: str) -> str:
 def _connect(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
 ) -> str:
-    """`<Connect><Stream>` to the runtime URL as configured; the ids go as `<Parameter>`s.
-
-    Only the call id differs from one call of a route to the next: a CallSid-like id
-    (nothing to escape, far under the parameter limit) goes into the route's document
-    made once; any other id gets the document built in full."""
-    if _PLAIN_CALL_ID.fullmatch(ctx.call_id):
-        # Everything the document is made of besides the call id (stream_parameters and
-        # connect_stream read nothing else).
-        key = (ctx.runtime_url, outcome.target, outcome.target_id, number.id)
-        try:
-            around = _AROUND_CALL_ID[key]
-        except KeyError:
-            around = _around_call_id(outcome, number, ctx)
-            if len(_AROUND_CALL_ID) >= _ROUTES_KEPT:
-                _AROUND_CALL_ID.clear()
-            _AROUND_CALL_ID[key] = around
-        if around is not None:
-            return around[0] + ctx.call_id + around[1]
+    """`<Connect><Stream>` to the runtime URL as configured; the ids go as `<Parameter>`s."""
     return twiml.connect_stream(ctx.runtime_url, stream_parameters(outcome, number, ctx), warnings)
 
 
-# Call ids that escaping leaves as they are and that keep `callId` under the limit.
+def _connect_document(outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext) -> bytes | None:
+    """The whole `<Connect>` document, when it can be spliced: else None.
+
+    Only the call id differs from one call of a route to the next: a CallSid-like id
+    (nothing to escape, far under the parameter limit) goes into the route's document
+    made once, in bytes. Any other id, or a route whose document warns, is rendered in
+    full every time."""
+    call_id = ctx.call_id
+    plain = len(call_id) <= _PLAIN_CALL_ID_CHARS and call_id.isascii() and call_id.isalnum()
+    if not plain and _PLAIN_CALL_ID.fullmatch(call_id) is None:
+        return None
+    # Everything the document is made of besides the call id (stream_parameters and
+    # connect_stream read nothing else).
+    key = (ctx.runtime_url, outcome.target, outcome.target_id, number.id)
+    try:
+        around = _AROUND_CALL_ID[key]
+    except KeyError:
+        around = _around_call_id(outcome, number, ctx)
+        if len(_AROUND_CALL_ID) >= _ROUTES_KEPT:
+            _AROUND_CALL_ID.clear()
+        _AROUND_CALL_ID[key] = around
+    if around is None:
+        return None
+    return around[0] + call_id.encode() + around[1]
+
+
+# Call ids that escaping leaves as they are and that keep `callId` under the limit (the
+# common ones, letters and digits, are told without the pattern).
+_PLAIN_CALL_ID_CHARS: Final = 128
 _PLAIN_CALL_ID: Final = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
 # Stands for the call id while a route's document is made; itself a plain call id.
 _CALL_ID_SLOT: Final = "router-call-id-slot"
 _ROUTES_KEPT: Final = 1024
-_AROUND_CALL_ID: dict[tuple[str, str, str | None, str], tuple[str, str] | None] = {}
+_AROUND_CALL_ID: dict[tuple[str, str, str | None, str], tuple[bytes, bytes] | None] = {}
 
 
 def _around_call_id(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext
-) -> tuple[str, str] | None:
+) -> tuple[bytes, bytes] | None:
     """The route's document before and after its call id; None when making it warned (the
     warnings must then be given on every call) or the slot is not in it exactly once."""
     warnings: list[str] = []
     slot = RenderContext(
         runtime_url=ctx.runtime_url, call_id=_CALL_ID_SLOT, public_base=ctx.public_base
     )
-    document = twiml.connect_stream(
-        ctx.runtime_url, stream_parameters(outcome, number, slot), warnings
-    )
-    if warnings or document.count(_CALL_ID_SLOT) != 1:
+    document = twiml.response(_connect(outcome, number, slot, warnings))
+    if warnings or document.count(_CALL_ID_SLOT.encode()) != 1:
         return None
-    before, _, after = document.partition(_CALL_ID_SLOT)
+    before, _, after = document.partition(_CALL_ID_SLOT.encode())
     return before, after
 
 

@@ -156,6 +156,8 @@ async def test_a_body_that_is_not_an_object_is_400(api: Api, raw: bytes) -> None
 async def test_unknown_routes_and_methods_are_json_errors(api: Api) -> None:
     """404 for an unknown path, 405 (with Allow) for an unknown method."""
     assert (await api.get("/phone-numbers")).status == 404
+    for path in ("/phone-number%0A", "/%0A/x", "/a%00b"):  # decoded into the path as they are
+        assert rejected(await api.get(path), 404) == "Not Found"
     reply = await api.call("PUT", "/phone-number", {})
     assert rejected(reply, 405) == "Method Not Allowed"
     assert "POST" in reply.headers["Allow"]

@@ -194,6 +194,14 @@ async def test_page_metadata_echoes_created_bounds(api: Api) -> None:
     assert page["metadata"]["createdAtLe"] == a["createdAt"]
 
 
+async def test_page_metadata_gives_a_bound_without_offset_as_utc(api: Api) -> None:
+    """A bound sent without an offset is read as UTC, and echoed so: the spec's `date-time`
+    needs an offset, so the bare text is not repeated as it came."""
+    page = await api.page(createdAtGe="9999-12-31T23:59:59", createdAtLe="2024-05-01T10:00+02:00")
+    assert page["metadata"]["createdAtGe"] == "9999-12-31T23:59:59Z"
+    assert page["metadata"]["createdAtLe"] == "2024-05-01T10:00:00+02:00"
+
+
 @pytest.mark.parametrize("name", TIME_FILTERS)
 async def test_invalid_dates_are_400(api: Api, name: str) -> None:
     """A filter that is not an ISO 8601 date is a 400 naming the parameter."""

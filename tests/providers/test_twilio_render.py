@@ -314,6 +314,7 @@ def test_replayed_decision_renders_the_same_twiml() -> None:
     [
         (CALL_SID, RUNTIME_URL, "asst-1"),  # a route's document, its call id spliced in
         ("CA" + "f" * 32, RUNTIME_URL, None),  # a transient target: no targetId
+        ("v3:a_b-1.2~x", RUNTIME_URL, "asst-1"),  # plain, though not only letters and digits
         ('CA"1<&>', RUNTIME_URL, "asst-1"),  # an id to escape: built in full
         ("CA" + "9" * 500, RUNTIME_URL, "asst-1"),  # over the limit: dropped, with a warning
         (CALL_SID, RUNTIME_URL + "?x=1", "asst-1"),  # a warning to give on every call
