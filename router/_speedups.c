@@ -18,6 +18,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The value of an ASCII hex digit, or -1. */
@@ -36,6 +37,37 @@ hex_value(unsigned char c)
     return -1;
 }
 
+/* A str of `n` ASCII bytes. */
+static PyObject *
+ascii_string(const char *s, Py_ssize_t n)
+{
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out != NULL && n > 0) {
+        memcpy(PyUnicode_1BYTE_DATA(out), s, (size_t)n);
+    }
+    return out;
+}
+
+/* Whether the `n` bytes at `s` are all ASCII, read eight at a time. */
+static int
+is_ascii(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t word;
+        memcpy(&word, s + i, 8);
+        if (word & UINT64_C(0x8080808080808080)) {
+            return 0;
+        }
+    }
+    for (; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /*
  * One name or value of an ASCII form: '+' is a space and %XX the byte XX, as
  * parse_qsl does (it replaces '+' first, so "%2B" stays '+'). A '%' not followed by
@@ -45,9 +77,18 @@ hex_value(unsigned char c)
 static PyObject *
 decode_token(const char *s, Py_ssize_t n, char *scratch)
 {
-    Py_ssize_t i, j = 0;
-    int escaped = 0;
-    for (i = 0; i < n; i++) {
+    /* Most tokens (names, most values) have nothing to decode: copied as they are. */
+    Py_ssize_t i = 0;
+    while (i < n && s[i] != '%' && s[i] != '+') {
+        i++;
+    }
+    if (i == n) {
+        return ascii_string(s, n);
+    }
+    memcpy(scratch, s, (size_t)i);
+    Py_ssize_t j = i;
+    unsigned char high = 0; /* the OR of every byte made: >= 0x80 when one is not ASCII */
+    for (; i < n; i++) {
         char c = s[i];
         if (c == '+') {
             scratch[j++] = ' ';
@@ -57,24 +98,62 @@ decode_token(const char *s, Py_ssize_t n, char *scratch)
             int hi = hex_value((unsigned char)s[i + 1]);
             int lo = hex_value((unsigned char)s[i + 2]);
             if (hi >= 0 && lo >= 0) {
-                scratch[j++] = (char)(hi * 16 + lo);
+                unsigned char byte = (unsigned char)(hi * 16 + lo);
+                scratch[j++] = (char)byte;
+                high |= byte;
                 i += 2;
-                escaped = 1;
                 continue;
             }
         }
         scratch[j++] = c;
     }
-    if (escaped) {
-        /* An escape may have made any byte: only UTF-8 decoding says what it reads as. */
-        return PyUnicode_DecodeUTF8(scratch, j, "replace");
+    if (high < 0x80) {
+        return ascii_string(scratch, j); /* escapes of ASCII only ("%2B1415...") */
     }
-    /* Nothing decoded: every byte is still ASCII, copied into a compact ASCII string. */
-    PyObject *out = PyUnicode_New(j, 127);
-    if (out != NULL && j > 0) {
-        memcpy(PyUnicode_1BYTE_DATA(out), scratch, (size_t)j);
+    /* An escape made a byte that is not ASCII: only UTF-8 decoding says what it reads as. */
+    return PyUnicode_DecodeUTF8(scratch, j, "replace");
+}
+
+/*
+ * The tokens of the last forms, by their raw bytes: a provider sends the same field
+ * names, and mostly the same values (account, called number, cities), on every webhook.
+ * A token met before is the same str again: no new object, and its hash already known to
+ * the dicts it is looked up in. Direct-mapped and bounded: a slot holds the last short
+ * token whose bytes hash to it. The GIL guards it; strings are immutable, so sharing
+ * one between requests is safe.
+ */
+#define TOKEN_CACHE_SLOTS 256 /* a power of two */
+#define TOKEN_CACHE_MAX_BYTES 24
+
+typedef struct {
+    Py_ssize_t length;
+    char raw[TOKEN_CACHE_MAX_BYTES];
+    PyObject *value; /* a strong reference, or NULL */
+} cached_token;
+
+static cached_token token_cache[TOKEN_CACHE_SLOTS];
+
+static PyObject *
+token(const char *s, Py_ssize_t n, char *scratch)
+{
+    if (n == 0 || n > TOKEN_CACHE_MAX_BYTES) {
+        return decode_token(s, n, scratch);
     }
-    return out;
+    uint32_t hash = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        hash = (hash ^ (unsigned char)s[i]) * 16777619u;
+    }
+    cached_token *slot = &token_cache[hash & (TOKEN_CACHE_SLOTS - 1)];
+    if (slot->value != NULL && slot->length == n && memcmp(slot->raw, s, (size_t)n) == 0) {
+        return Py_NewRef(slot->value);
+    }
+    PyObject *value = decode_token(s, n, scratch);
+    if (value != NULL) {
+        Py_XSETREF(slot->value, Py_NewRef(value));
+        slot->length = n;
+        memcpy(slot->raw, s, (size_t)n);
+    }
+    return value;
 }
 
 static PyObject *
@@ -87,10 +166,8 @@ form_pairs(PyObject *module, PyObject *arg)
     }
     const char *body = PyBytes_AS_STRING(arg);
     Py_ssize_t size = PyBytes_GET_SIZE(arg);
-    for (Py_ssize_t i = 0; i < size; i++) {
-        if ((unsigned char)body[i] >= 0x80) {
-            Py_RETURN_NONE;
-        }
+    if (!is_ascii(body, size)) {
+        Py_RETURN_NONE;
     }
     char *scratch = PyMem_Malloc((size_t)size + 1);
     if (scratch == NULL) {
@@ -111,13 +188,13 @@ form_pairs(PyObject *module, PyObject *arg)
         if (length > 0) {
             const char *eq = memchr(field, '=', (size_t)length);
             Py_ssize_t name_length = eq != NULL ? eq - field : length;
-            PyObject *name = decode_token(field, name_length, scratch);
+            PyObject *name = token(field, name_length, scratch);
             if (name == NULL) {
                 goto error;
             }
             PyObject *value = eq != NULL
-                ? decode_token(eq + 1, length - name_length - 1, scratch)
-                : PyUnicode_New(0, 127);
+                ? token(eq + 1, length - name_length - 1, scratch)
+                : ascii_string(NULL, 0);
             if (value == NULL) {
                 Py_DECREF(name);
                 goto error;
@@ -270,16 +347,17 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+/* Single-phase: the token cache is process-wide, so no second interpreter may load it. */
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "router._speedups",
     .m_doc = "C versions of router.providers.forms' per-webhook loops.",
-    .m_size = 0,
+    .m_size = -1,
     .m_methods = speedups_methods,
 };
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModuleDef_Init(&speedups_module);
+    return PyModule_Create(&speedups_module);
 }

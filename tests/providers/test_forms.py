@@ -91,6 +91,29 @@ def test_the_c_parser_matches_on_any_bytes_or_leaves_them_to_python(body: bytes)
 
 
 @needs_speedups
+def test_the_c_parser_gives_a_short_token_met_before_as_the_same_string() -> None:
+    """Names and short values repeat on every webhook: the same objects again (their hash
+    known), equal to what a fresh parse gives; long ones (call ids, tokens) are new."""
+    long_value = "x" * 25
+    first = _speedups.form_pairs(f"To=%2B14155550100&Sid={long_value}".encode())
+    again = _speedups.form_pairs(f"To=%2B14155550100&Sid={long_value}".encode())
+    assert first == again == [("To", "+14155550100"), ("Sid", long_value)]
+    assert again[0][0] is first[0][0] and again[0][1] is first[0][1]
+    assert again[1][1] is not first[1][1]
+
+
+@needs_speedups
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text("ab%+2F", min_size=1, max_size=6), min_size=300, max_size=600))
+def test_tokens_that_share_a_slot_never_stand_for_each_other(tokens: list[str]) -> None:
+    """Hundreds of distinct short tokens (far more than the cache's slots) parsed twice:
+    every field reads as Python's parser reads it, whatever the cache held."""
+    body = "&".join(f"{t}={t[::-1]}" for t in tokens).encode()
+    for _ in range(2):
+        assert _speedups.form_pairs(body) == forms.python_form_pairs(body)
+
+
+@needs_speedups
 def test_the_c_parser_takes_only_bytes() -> None:
     with pytest.raises(TypeError, match="takes bytes"):
         _speedups.form_pairs("a=b")  # type: ignore[arg-type]
