@@ -223,86 +223,90 @@ error:
     return NULL;
 }
 
-/* The name and value of a (str, str) pair, or an error set. */
+/* The name and value of an exact (str, str) tuple, or an error set. Exact types only:
+ * comparing a subclass could run Python code between the two passes below. */
 static int
 unpack_pair(PyObject *pair, PyObject **name, PyObject **value)
 {
-    if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+    if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2) {
         PyErr_SetString(PyExc_TypeError, "signing_fields() takes (name, value) tuples");
         return -1;
     }
     *name = PyTuple_GET_ITEM(pair, 0);
     *value = PyTuple_GET_ITEM(pair, 1);
-    if (!PyUnicode_Check(*name) || !PyUnicode_Check(*value)) {
+    if (!PyUnicode_CheckExact(*name) || !PyUnicode_CheckExact(*value)) {
         PyErr_SetString(PyExc_TypeError, "signing_fields() takes str names and values");
         return -1;
     }
     return 0;
 }
 
+/* -1, 0 or 1 as `a` sorts before, with or after `b`; -2 with an error set. */
+static int
+compare(PyObject *a, PyObject *b)
+{
+    int order = PyUnicode_Compare(a, b);
+    return order == -1 && PyErr_Occurred() ? -2 : order;
+}
+
 static PyObject *
 signing_fields(PyObject *module, PyObject *arg)
 {
-    if (!PyList_Check(arg)) {
+    if (!PyList_CheckExact(arg)) {
         PyErr_Format(PyExc_TypeError, "signing_fields() takes a list, not %.100s",
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
-    /* Providers send their fields sorted by name, each name once: then the list is the
-     * order already, and no pair can repeat. Checked name by name, without sorting. */
-    Py_ssize_t count = PyList_GET_SIZE(arg);
+    /* A copy of the caller's list (the form as received), sorted when it is not in order
+     * already. Providers send their fields sorted by name, each name once: then the
+     * order is confirmed name by name, and no pair can repeat. */
+    PyObject *out = NULL;
+    PyObject *pairs = PyList_GetSlice(arg, 0, PyList_GET_SIZE(arg));
+    if (pairs == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(pairs);
     int ascending = 1;
-    PyObject *name, *value, *previous_name = NULL;
+    PyObject *name, *value, *previous_name = NULL, *previous_value = NULL;
     for (Py_ssize_t i = 0; i < count; i++) {
-        if (unpack_pair(PyList_GET_ITEM(arg, i), &name, &value) < 0) {
-            return NULL;
+        if (unpack_pair(PyList_GET_ITEM(pairs, i), &name, &value) < 0) {
+            goto error;
         }
         if (ascending && previous_name != NULL) {
-            int order = PyUnicode_Compare(previous_name, name);
-            if (order == -1 && PyErr_Occurred()) {
-                return NULL;
+            int order = compare(previous_name, name);
+            if (order == -2) {
+                goto error;
             }
             ascending = order < 0;
         }
         previous_name = name;
     }
-    PyObject *sorted;
-    if (ascending) {
-        sorted = Py_NewRef(arg);
+    if (!ascending && PyList_Sort(pairs) < 0) {
+        goto error;
     }
-    else {
-        /* Sorted on a copy: the caller's list is the form as received. */
-        sorted = PyList_GetSlice(arg, 0, count);
-        if (sorted == NULL) {
-            return NULL;
-        }
-        if (PyList_Sort(sorted) < 0) {
-            Py_DECREF(sorted);
-            return NULL;
-        }
-    }
+    /* Two passes over the same pairs, which hold exact strings only: nothing can change
+     * them in between. The length first, then the bytes; each pair that equals the one
+     * before it (they are sorted) is skipped in both. */
     Py_ssize_t total = 0;
-    PyObject *out = NULL;
-    /* Two passes over the same pairs: the length first, then the bytes. */
+    char *at = NULL, *end = NULL;
     for (int pass = 0; pass < 2; pass++) {
-        char *at = out != NULL ? PyBytes_AS_STRING(out) : NULL;
-        PyObject *previous = NULL;
+        previous_name = previous_value = NULL;
         for (Py_ssize_t i = 0; i < count; i++) {
-            PyObject *pair = PyList_GET_ITEM(sorted, i);
-            if (unpack_pair(pair, &name, &value) < 0) {
+            if (unpack_pair(PyList_GET_ITEM(pairs, i), &name, &value) < 0) {
                 goto error;
             }
-            if (!ascending && previous != NULL) {
-                /* Sorted, so a pair met before is the one just before. */
-                int same = PyObject_RichCompareBool(previous, pair, Py_EQ);
-                if (same < 0) {
+            if (!ascending && previous_name != NULL) {
+                int same_name = compare(previous_name, name);
+                int same_value = compare(previous_value, value);
+                if (same_name == -2 || same_value == -2) {
                     goto error;
                 }
-                if (same) {
+                if (same_name == 0 && same_value == 0) {
                     continue;
                 }
             }
-            previous = pair;
+            previous_name = name;
+            previous_value = value;
             PyObject *parts[2] = {name, value};
             for (int k = 0; k < 2; k++) {
                 Py_ssize_t length;
@@ -310,7 +314,7 @@ signing_fields(PyObject *module, PyObject *arg)
                 if (utf8 == NULL) {
                     goto error; /* a lone surrogate: not encodable, as str.encode() says */
                 }
-                if (at == NULL) {
+                if (pass == 0) {
                     if (length > PY_SSIZE_T_MAX - total) {
                         PyErr_NoMemory();
                         goto error;
@@ -318,6 +322,10 @@ signing_fields(PyObject *module, PyObject *arg)
                     total += length;
                 }
                 else {
+                    if (length > end - at) { /* cannot happen: the first pass counted it */
+                        PyErr_SetString(PyExc_RuntimeError, "signing_fields() miscounted");
+                        goto error;
+                    }
                     memcpy(at, utf8, (size_t)length);
                     at += length;
                 }
@@ -328,13 +336,15 @@ signing_fields(PyObject *module, PyObject *arg)
             if (out == NULL) {
                 goto error;
             }
+            at = PyBytes_AS_STRING(out);
+            end = at + total;
         }
     }
-    Py_DECREF(sorted);
+    Py_DECREF(pairs);
     return out;
 error:
     Py_XDECREF(out);
-    Py_DECREF(sorted);
+    Py_DECREF(pairs);
     return NULL;
 }
 
@@ -347,7 +357,8 @@ static PyMethodDef speedups_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-/* Single-phase: the token cache is process-wide, so no second interpreter may load it. */
+/* Single-phase: the token cache is static, one per process. router runs in the main
+ * interpreter only; its strings would be shared by any subinterpreter that loaded this. */
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "router._speedups",

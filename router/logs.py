@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import re
 import sys
@@ -43,7 +44,10 @@ def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 
 def _orjson_dumps(value: Any, default: Any = None) -> str:
-    return orjson.dumps(value, default=default or str).decode()
+    try:
+        return orjson.dumps(value, default=default or str).decode()
+    except TypeError:  # a lone surrogate: see `_dumps_escaped`
+        return json.dumps(value, default=default or str, separators=(",", ":"))
 
 
 def _json_default(value: Any) -> Any:
@@ -94,7 +98,18 @@ def render_json_line(logger: WrappedLogger, method_name: str, event: EventDict) 
     redact_secrets(logger, method_name, event)
     if "exc_info" in event:
         event = structlog.processors.format_exc_info(logger, method_name, event)
-    return orjson.dumps(event, default=_json_default)
+    try:
+        return orjson.dumps(event, default=_json_default)
+    except TypeError:
+        return _dumps_escaped(event)
+
+
+def _dumps_escaped(event: EventDict) -> bytes:
+    """The line of an event orjson refuses: one holding a string with a lone surrogate
+    (bytes of a request that are not UTF-8, kept by aiohttp as surrogates). The event
+    is still logged, such characters written as `\\udcff` escapes, never the request lost
+    to the log line."""
+    return json.dumps(event, default=_json_default, separators=(",", ":")).encode()
 
 
 class LineWriter:

@@ -74,15 +74,21 @@ def edge(
 def add_routes(app: web.Application, routes: Iterable[web.AbstractRouteDef]) -> None:
     """Add `routes` to `app`, each handler behind `edge`."""
     for route in routes:
-        assert isinstance(route, web.RouteDef), route  # only plain routes are ever added
+        if not isinstance(route, web.RouteDef):  # a static directory, say: not served here
+            raise TypeError(f"only plain routes are added behind the edge, not {route!r}")
         # Registered as aiohttp registers the route itself (a GET also answers HEAD).
         handler = edge(route.handler, app[METRICS])
         web.RouteDef(route.method, route.path, handler, route.kwargs).register(app.router)
 
 
 def add_unmatched_route(app: web.Application) -> None:
-    """The last route: any method on any path, answered 405 (with `Allow`) when the path is
-    another route's but the method is not, else 404; JSON either way, as from any route."""
+    """The last route: any method on any path no other route has, answered 405 (with
+    `Allow`) when the path is another route's but the method is not, else 404; JSON either
+    way, as from any route, and counted as `unmatched`.
+
+    Any path here means any path that starts with `/`, as every request to the API does.
+    Request targets without one (`OPTIONS *`, `CONNECT host:port`, an absolute URL with
+    no path) are no route's: aiohttp answers them its own plain-text 404, uncounted."""
 
     async def unmatched(request: web.Request) -> web.StreamResponse:
         this = request.match_info.route.resource

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -85,6 +85,10 @@ def moment(query: MultiMapping[str], name: str) -> datetime | None:
         value = datetime.fromisoformat(raw.replace(" ", "+"))  # a bare + in a query is a space
     except ValueError:
         raise bad_request(f"{name} must be a valid ISO 8601 date string") from None
+    offset = value.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1):
+        # Python reads `+01:00:30`; no date-time of the API (RFC 3339) can carry it.
+        raise bad_request(f"{name} must have an offset in whole minutes")
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 

@@ -10,8 +10,10 @@ fixed) are taken without awaiting: each step's async form runs only when it must
 
 from __future__ import annotations
 
+import re
 import time
 from functools import partial
+from typing import Final
 
 import structlog
 from aiohttp import web
@@ -36,15 +38,30 @@ def signed_url(request: web.Request, public_url: str | None) -> str:
     on, honouring X-Forwarded-Proto/Host) plus the path and query exactly as received.
 
     Trusting forwarded headers is safe here: they only choose which URL a signature is
-    checked against, and a signature cannot be forged without the provider's key.
+    checked against, and a signature cannot be forged without the provider's key. Only a
+    scheme and a host are taken from them, though: anything else (a path, a query, bytes
+    that are not ASCII) would change how the URL reads, so such a header is ignored.
     """
     if public_url:
         base = public_url.rstrip("/")
     else:
-        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        proto = _first(request.headers.get("X-Forwarded-Proto", "")).lower()
+        host = _first(request.headers.get("X-Forwarded-Host", ""))
+        if proto not in ("http", "https"):
+            proto = request.scheme
+        if not _HOST.fullmatch(host):
+            host = request.host
         base = f"{proto}://{host}"
     return base + request.raw_path
+
+
+# A host and optional port: a name, an IPv4 address or a bracketed IPv6 one.
+_HOST: Final = re.compile(r"[A-Za-z0-9._-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def _first(forwarded: str) -> str:
+    """The first of a forwarded header's comma-separated values (the client-most proxy)."""
+    return forwarded.split(",", 1)[0].strip()
 
 
 def respond(rendered: Rendered) -> web.Response:

@@ -437,7 +437,7 @@ def _challenge(call: InboundCall, number: AnyPhoneNumber, call_id: str) -> Rende
         return None
     realm = realm_of(number)
     key = digest.nonce_key(number.id, auth.username, realm, auth.password)
-    now = call.created_at.timestamp()
+    now = call.wall_time
     target = sip_lookup_key(str(call.params.get("toUri") or call.sip_uri or number.sip_uri or ""))
     authorization = call.params.get("authorization")
     result = digest.check(

@@ -100,7 +100,9 @@ def _keyed_sha1(token: str) -> tuple[Any, Any]:
 
     What `hmac.new(key, digestmod=hashlib.sha1)` starts each time, started once per
     token: a webhook then costs two hash copies, not a new HMAC context from OpenSSL
-    (several times dearer for a 1 KiB form). Kept in memory as the token itself is.
+    (several times dearer for a 1 KiB form). Like the token, they are secrets in this
+    process's memory; the 1,024 most recently used tokens are kept, so a token rotated
+    away or a deleted number's stays until it is pushed out.
     """
     key = token.encode()
     if len(key) > _SHA1_BLOCK_BYTES:
@@ -181,7 +183,10 @@ def _lenient_fields(req: WebhookRequest) -> MultiMapping[str]:
 
 
 def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+    # What a request carries may hold bytes that are not UTF-8: compared as themselves.
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
+    )
 
 
 class TwilioProvider:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
+
+from router.api.middleware import edge
+from router.app import create_app
+from router.settings import Settings
 
 from .conftest import (
     API_KEY,
@@ -166,3 +171,13 @@ async def test_unknown_routes_and_methods_are_json_errors(api: Api) -> None:
 async def test_the_other_orgs_key_works_too(api: Api) -> None:
     """Each configured key authenticates as its org (a sanity check of the two-org setup)."""
     assert (await api.with_key(OTHER_KEY).get("/phone-number")).status == 200
+
+
+def test_every_route_is_behind_the_edge(tmp_path: Path) -> None:
+    """No route of the app answers outside `edge` (JSON errors, metrics): a route added
+    with aiohttp's own `add_routes` or `add_get` would."""
+    app = create_app(Settings(data_dir=tmp_path / "data"))
+    routes = list(app.router.routes())
+    assert len(routes) > 20
+    for route in routes:
+        assert route.handler.__qualname__ == edge.__qualname__ + ".<locals>.at_the_edge", route

@@ -202,6 +202,12 @@ async def test_page_metadata_gives_a_bound_without_offset_as_utc(api: Api) -> No
     assert page["metadata"]["createdAtLe"] == "2024-05-01T10:00:00+02:00"
 
 
+async def test_a_bound_whose_offset_has_seconds_is_refused(api: Api) -> None:
+    """Python reads `+01:00:30`, RFC 3339 (the API's date-time) has no such offset: 400."""
+    reply = await api.get("/v2/phone-number", {"createdAtGe": "2024-05-01T10:00:00+01:00:30"})
+    assert rejected(reply) == "createdAtGe must have an offset in whole minutes"
+
+
 @pytest.mark.parametrize("name", TIME_FILTERS)
 async def test_invalid_dates_are_400(api: Api, name: str) -> None:
     """A filter that is not an ISO 8601 date is a 400 naming the parameter."""

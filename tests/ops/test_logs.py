@@ -125,6 +125,33 @@ def test_an_exception_is_rendered_and_secrets_are_redacted(out: Out) -> None:
     assert "0123456789abcdef" not in out.raw.getvalue().decode()
 
 
+def test_a_value_with_bytes_that_were_not_utf8_is_still_logged(out: Out) -> None:
+    """aiohttp keeps a request's undecodable bytes as lone surrogates, which orjson refuses:
+    the line is written anyway, those characters as JSON escapes (never a lost event, nor
+    a failed request), the line's other fields as usual."""
+    structlog.get_logger("t").warning("webhook.rejected", path="/\udcff/twilio", reason="x")
+    (line,) = out.lines()
+    assert line["path"] == "/\udcff/twilio"
+    assert (line["event"], line["reason"], line["level"]) == ("webhook.rejected", "x", "warning")
+    assert b"\\udcff" in out.raw.getvalue()
+
+
+def test_a_text_stream_logs_such_a_value_too() -> None:
+    """Where the stream has no byte buffer the stock JSON renderer runs: the same escape."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    try:
+        structlog.get_logger("t").info("webhook.unknown_number", to="\udcff")
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert json.loads(stream.getvalue())["to"] == "\udcff"
+
+
 def test_capture_logs_still_sees_events_under_the_router_configuration(out: Out) -> None:
     with capture_logs() as captured:
         structlog.get_logger("t").info("call.routed", route="assistant")

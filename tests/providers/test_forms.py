@@ -164,15 +164,46 @@ def test_signing_fields_leave_the_callers_list_as_it_was() -> None:
     assert pairs == [("b", "2"), ("a", "1"), ("b", "1"), ("a", "1")]
 
 
+class _Shifty(str):
+    """A str whose equality answers differently each time it is asked."""
+
+    asked = 0
+
+    def __eq__(self, other: object) -> bool:
+        _Shifty.asked += 1
+        return _Shifty.asked % 2 == 0
+
+    __hash__ = str.__hash__
+
+
 @needs_speedups
 @pytest.mark.parametrize(
-    "bad", [("a", "b"), [("a",)], [("a", 1)], [["a", "b"]], [("a", "\udcff")]], ids=repr
+    "bad",
+    [
+        ("a", "b"),
+        [("a",)],
+        [("a", 1)],
+        [["a", "b"]],
+        [("a", "\udcff")],
+        [(_Shifty("b"), "x" * 4000)] * 50 + [("a", "1")],  # no Python code runs in between
+        [("a", _Shifty("1"))],
+    ],
+    ids=repr,
 )
 def test_signing_fields_refuse_what_is_no_list_of_string_pairs(bad: object) -> None:
     """Wrong shapes are a TypeError, a string UTF-8 cannot encode the same UnicodeEncodeError
     `str.encode` raises: never a crash."""
     with pytest.raises((TypeError, UnicodeEncodeError)):
         _speedups.signing_fields(bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [0, 1, 63, 64, 65, 128])
+@pytest.mark.parametrize("char", ["k", "é", "€"])
+def test_hmac_sha1_keys_about_one_block_long(size: int, char: str) -> None:
+    """Keys just under, at and over SHA-1's 64-byte block (hashed first when over), in
+    characters of one, two and three UTF-8 bytes."""
+    key = char * size
+    assert _hmac_sha1(key, b"message") == hmac.digest(key.encode(), b"message", "sha1")
 
 
 @settings(max_examples=300, deadline=None)

@@ -279,3 +279,55 @@ async def test_a_forwarded_host_that_is_not_utf8_fails_the_signature_not_the_wor
     assert answer.status == 403
     assert rejections(logs) == ["bad-signature"]
     assert logs.routed() == []
+
+
+@pytest.mark.parametrize(
+    "forwarded_host",
+    [
+        b"example.com" + NOT_UTF8,
+        b"example.com/\xff",  # a path, in bytes that are not UTF-8
+        b"example.com?bodySHA256=\xff",  # a query the signature check would read
+        b"user@example.com",
+        b"",
+    ],
+    ids=["not-utf8", "path", "query", "userinfo", "empty"],
+)
+async def test_a_forwarded_host_that_is_no_host_is_ignored(
+    make_router: MakeRouter, logs: Logs, forwarded_host: bytes
+) -> None:
+    """Only a host (and port) is taken from X-Forwarded-Host: anything else would change how
+    the signed URL reads. Such a header is ignored, the URL the request arrived on is used:
+    a request signed for that URL is routed, whatever the header held."""
+    router = await make_router(public_url=None)
+    await router.create_number()
+    server = router.client.server
+    form = voice_form()
+    signature = sign(f"http://{server.host}:{server.port}/twilio/voice", form)
+    headers = (
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"X-Forwarded-Proto: gopher\r\nX-Forwarded-Host: " + forwarded_host + b"\r\n"
+        b"X-Twilio-Signature: " + signature.encode() + b"\r\n"
+    )
+    answer = await router.send_raw("POST", "/twilio/voice", headers, urlencode(form).encode())
+    assert answer.status == 200, answer.body
+    assert len(logs.routed()) == 1
+
+
+async def test_forwarded_proto_and_host_name_the_signed_url(
+    make_router: MakeRouter, logs: Logs
+) -> None:
+    """Behind a proxy without ROUTER_PUBLIC_URL: the scheme and host the proxy forwards (the
+    first of each list) are the ones Twilio signed."""
+    router = await make_router(public_url=None)
+    await router.create_number()
+    form = voice_form()
+    signature = sign("https://router.example.com:8443/twilio/voice", form)
+    headers = (
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"X-Forwarded-Proto: HTTPS, http\r\n"
+        b"X-Forwarded-Host: router.example.com:8443, internal:8080\r\n"
+        b"X-Twilio-Signature: " + signature.encode() + b"\r\n"
+    )
+    answer = await router.send_raw("POST", "/twilio/voice", headers, urlencode(form).encode())
+    assert answer.status == 200, answer.body
+    assert len(logs.routed()) == 1
