@@ -44,10 +44,7 @@ def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 
 def _orjson_dumps(value: Any, default: Any = None) -> str:
-    try:
-        return orjson.dumps(value, default=default or str).decode()
-    except TypeError:  # a lone surrogate: see `_dumps_escaped`
-        return json.dumps(value, default=default or str, separators=(",", ":"))
+    return _json_bytes(value, default or str).decode()
 
 
 def _json_default(value: Any) -> Any:
@@ -98,18 +95,17 @@ def render_json_line(logger: WrappedLogger, method_name: str, event: EventDict) 
     redact_secrets(logger, method_name, event)
     if "exc_info" in event:
         event = structlog.processors.format_exc_info(logger, method_name, event)
+    return _json_bytes(event, _json_default)
+
+
+def _json_bytes(value: Any, default: Any) -> bytes:
+    """`value` as compact JSON. orjson refuses a string with a lone surrogate (bytes of
+    a request that are not UTF-8, kept by aiohttp as surrogates): such a line is still
+    written, those characters as `\\udcff` escapes, never the request lost to its log."""
     try:
-        return orjson.dumps(event, default=_json_default)
+        return orjson.dumps(value, default=default)
     except TypeError:
-        return _dumps_escaped(event)
-
-
-def _dumps_escaped(event: EventDict) -> bytes:
-    """The line of an event orjson refuses: one holding a string with a lone surrogate
-    (bytes of a request that are not UTF-8, kept by aiohttp as surrogates). The event
-    is still logged, such characters written as `\\udcff` escapes, never the request lost
-    to the log line."""
-    return json.dumps(event, default=_json_default, separators=(",", ":")).encode()
+        return json.dumps(value, default=default, separators=(",", ":")).encode()
 
 
 class LineWriter:

@@ -7,6 +7,7 @@ pure functions. Adding a provider is one module and one line in `router.provider
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeVar
@@ -130,6 +131,19 @@ def ascii_int(value: str) -> int | None:
     ASCII digits only: `"²".isdigit()` is True, and `int("²")` raises.
     """
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def text_bytes(text: str) -> bytes:
+    """`text` in UTF-8, never raising. What a request carries is not always UTF-8: aiohttp
+    keeps a header's undecodable bytes as lone surrogates, and JSON's `\\udcff` escapes
+    make them too. Each is written as itself, so such a value hashes and compares as a
+    wrong one does (a 403, never a 500)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether `a` and `b` are the same text, in constant time (secrets, signatures)."""
+    return hmac.compare_digest(text_bytes(a), text_bytes(b))
 
 
 def is_form(headers: Mapping[str, str]) -> bool:

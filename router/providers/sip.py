@@ -55,6 +55,7 @@ from router.providers.base import (
     StatusEvent,
     VerificationFailed,
     WebhookRequest,
+    text_bytes,
 )
 from router.routing.decision import Connect, Decision, Reject, Say, Transfer
 from router.routing.inbound import InboundCall
@@ -406,9 +407,7 @@ def _e164(value: str) -> str | None:
 
 
 def _sha256(value: str) -> bytes:
-    # A header is not always UTF-8 (aiohttp keeps undecodable bytes as lone surrogates):
-    # those bytes hash as themselves, so such a header is a wrong secret, not a 500.
-    return hashlib.sha256(value.encode("utf-8", "surrogateescape")).digest()
+    return hashlib.sha256(text_bytes(value)).digest()
 
 
 def _dump(body: Mapping[str, Any]) -> bytes:

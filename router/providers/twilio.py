@@ -40,6 +40,8 @@ from router.providers.base import (
     VerificationFailed,
     WebhookRequest,
     is_form,
+    same_text,
+    text_bytes,
 )
 from router.providers.forms import signing_fields
 from router.providers.twiml_dialect import (
@@ -68,7 +70,7 @@ _SIP_CALLER_ID_CHARS: Final = frozenset(
 
 def compute_signature(token: str, url: str, params: MultiMapping[str] | None) -> str:
     """X-Twilio-Signature of `url` and the form `params` (None for GET and hashed bodies)."""
-    digest = _hmac_sha1(token, _url_bytes(url) + signing_bytes(params))
+    digest = _hmac_sha1(token, text_bytes(url) + signing_bytes(params))
     return binascii.b2a_base64(digest, newline=False).decode()
 
 
@@ -126,16 +128,11 @@ def _hmac_sha1(token: str, message: bytes) -> bytes:
     return outer.digest()  # type: ignore[no-any-return]
 
 
-def _url_bytes(url: str) -> bytes:
-    # Without ROUTER_PUBLIC_URL the URL holds X-Forwarded-Host as sent, bytes that are not
-    # UTF-8 included: they sign as themselves (and so fail), never raise.
-    return url.encode("utf-8", "surrogateescape")
-
-
 def _signed_by_any(tokens: Sequence[str], urls: Sequence[str], fields: bytes, given: bytes) -> bool:
     """Whether `given` (the header, base64) signs one of `urls` + `fields` with one of `tokens`."""
     for url in urls:
-        message = _url_bytes(url) + fields
+        # Without ROUTER_PUBLIC_URL the URL holds the Host header as sent.
+        message = text_bytes(url) + fields
         for token in tokens:
             expected = binascii.b2a_base64(_hmac_sha1(token, message), newline=False)
             if hmac.compare_digest(expected, given):
@@ -180,13 +177,6 @@ def _lenient_fields(req: WebhookRequest) -> MultiMapping[str]:
         return _fields(req)
     except MalformedWebhook:
         return req.params
-
-
-def _same(a: str, b: str) -> bool:
-    # What a request carries may hold bytes that are not UTF-8: compared as themselves.
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogateescape"), b.encode("utf-8", "surrogateescape")
-    )
 
 
 class TwilioProvider:
@@ -250,7 +240,7 @@ class TwilioProvider:
         claimed = parse_qs(query).get("bodySHA256") if query else None
         if claimed is not None:
             actual = hashlib.sha256(req.body).hexdigest()
-            if len(claimed) != 1 or not _same(actual, claimed[0].lower()):
+            if len(claimed) != 1 or not same_text(actual, claimed[0].lower()):
                 raise VerificationFailed("body-hash-mismatch")
         elif req.method != "GET" and req.body and not is_form(req.headers):
             raise VerificationFailed("missing-body-hash")  # nothing would bind the body
@@ -264,8 +254,7 @@ class TwilioProvider:
             if params is req.params and req.form is not None
             else signing_bytes(params)
         )
-        # A header is not always ASCII: its undecodable bytes compare as themselves.
-        given = signature.encode("utf-8", "surrogateescape")
+        given = text_bytes(signature)
         if not _signed_by_any(tokens, (req.url,), fields, given) and not _signed_by_any(
             tokens, url_variants(req.url)[1:], fields, given
         ):

@@ -26,7 +26,6 @@ Rules (docs/reference: provider-protocols §3):
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -54,6 +53,7 @@ from router.providers.base import (
     ascii_int,
     is_form,
     number_credential,
+    same_text,
 )
 from router.routing.decision import Connect, Decision, Say, Transfer
 from router.routing.inbound import InboundCall
@@ -139,13 +139,13 @@ class VonageProvider:
         check_times(claims, now=req.wall_time)
         api_key = claims.get("api_key")
         if api_key is not None and not (
-            isinstance(api_key, str) and _same(api_key, credential.api_key)
+            isinstance(api_key, str) and same_text(api_key, credential.api_key)
         ):
             raise VerificationFailed("api-key-mismatch")
         claimed = claims.get("payload_hash")
         if not isinstance(claimed, str) or not claimed:
             raise VerificationFailed("missing-payload-hash")
-        if not any(_same(digest, claimed.lower()) for digest in payload_hashes(req)):
+        if not any(same_text(digest, claimed.lower()) for digest in payload_hashes(req)):
             raise VerificationFailed("payload-hash-mismatch")
 
     def parse(self, req: WebhookRequest) -> InboundCall:
@@ -315,14 +315,6 @@ def _api_key_claim(req: WebhookRequest) -> str | None:
         return None
     api_key = claims.get("api_key")
     return api_key if isinstance(api_key, str) and api_key else None
-
-
-def _same(a: str, b: str) -> bool:
-    # Claims are JSON, whose `\udcff` escapes decode to lone surrogates: strict UTF-8
-    # cannot encode them, so both sides are compared as their code points.
-    return hmac.compare_digest(
-        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
-    )
 
 
 # --- fields ------------------------------------------------------------------------------
