@@ -293,14 +293,14 @@ def create_body(number: str) -> bytes:
 
 async def seed(redis_url: str, numbers: int, concurrency: int = 64) -> list[str]:
     """Create `numbers` twilio numbers with router's own service (as the API would)."""
-    from router.credentials import Credentials
-    from router.logs import configure_logging
-    from router.phone_numbers import PhoneNumbers
-    from router.records import Codec
-    from router.secrets import SecretBox
-    from router.store import keys
-    from router.store.base import KIND_PHONE_NUMBER
-    from router.store.redis import RedisStore
+    from router.manage.credential_service import Credentials
+    from router.manage.documents import Codec
+    from router.manage.number_service import PhoneNumbers
+    from router.manage.secrecy import SecretBox
+    from router.ops.logs import configure_logging
+    from router.store import redis_keys as keys
+    from router.store.interface import KIND_PHONE_NUMBER
+    from router.store.redis_store import RedisStore
 
     configure_logging("json", "warning")  # not one audit line per seeded number
     store = RedisStore(redis_url, connect_retries=0, retry_delay_seconds=0)

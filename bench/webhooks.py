@@ -135,10 +135,10 @@ def floor_app(signed_url: str) -> web.Application:
     import structlog
     from prometheus_client import CollectorRegistry, Counter, Histogram
 
-    from router.logs import configure_logging
+    from router.ops.logs import configure_logging
 
     configure_logging("json", "info")
-    log = structlog.get_logger("router.calls")
+    log = structlog.get_logger("router.pipeline.call_records")
     registry = CollectorRegistry()
     calls = Counter(
         "calls_total", "Calls.", ["provider", "route", "ended_reason"], registry=registry

@@ -2,6 +2,6 @@
 
 import sys
 
-from router.cli import main
+from router.commands.cli import main
 
 raise SystemExit(main(sys.argv[1:] or ["serve"]))

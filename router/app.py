@@ -9,28 +9,29 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from router.api import calls as calls_api
-from router.api import credentials as credentials_api
-from router.api import health as health_api
-from router.api import openapi as openapi_api
-from router.api import phone_numbers as phone_numbers_api
-from router.api.middleware import add_routes, add_unmatched_route
-from router.api.openapi import build_document
-from router.api.webhooks import provider_routes, twilio_sms
-from router.cache import CredentialCache, NumberCache
-from router.calls import CallRecords, MemoryCallRecords, RedisCallRecords
-from router.credentials import Credentials
-from router.events import Events, set_caller_mode
-from router.inbound import Inbound
-from router.metrics import Metrics
+from router.api import call_record_routes as calls_api
+from router.api import credential_routes as credentials_api
+from router.api import health_routes as health_api
+from router.api import number_routes as phone_numbers_api
+from router.api import openapi_routes as openapi_api
+from router.api.edge import add_routes, add_unmatched_route
+from router.api.openapi_routes import build_document
+from router.api.webhook_routes import provider_routes, twilio_sms
+from router.manage.credential_service import Credentials
+from router.manage.documents import Codec
+from router.manage.number_service import PhoneNumbers
+from router.manage.orgs import Orgs
+from router.manage.secrecy import SecretBox
+from router.manage.twilio_wiring import TwilioWiring
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
-from router.orgs import Orgs
-from router.phone_numbers import PhoneNumbers
+from router.ops.events import Events, set_caller_mode
+from router.ops.metrics import Metrics
+from router.pipeline.assistant_request import AssistantRequestClient
+from router.pipeline.call_records import CallRecords, MemoryCallRecords, RedisCallRecords
+from router.pipeline.inbound import Inbound
+from router.pipeline.number_cache import CredentialCache, NumberCache
 from router.providers import PROVIDERS
-from router.records import Codec
-from router.routing.assistant_request import AssistantRequestClient
-from router.secrets import SecretBox
 from router.settings import Settings
 from router.state import (
     CALL_RECORDS,
@@ -45,9 +46,8 @@ from router.state import (
     SETTINGS,
     STORE,
 )
-from router.store.base import Store
+from router.store.interface import Store
 from router.tasks import BackgroundTasks
-from router.wiring import TwilioWiring
 
 log = structlog.get_logger("router.app")
 
@@ -55,7 +55,7 @@ log = structlog.get_logger("router.app")
 def make_store(settings: Settings) -> Store:
     """Redis when `ROUTER_REDIS_URL` is set, else the embedded store in `ROUTER_DATA_DIR`."""
     if settings.redis_url:
-        from router.store.redis import RedisStore
+        from router.store.redis_store import RedisStore
 
         return RedisStore(
             settings.redis_url,
@@ -69,7 +69,7 @@ def make_store(settings: Settings) -> Store:
 
 def make_call_records(settings: Settings, store: Store) -> CallRecords:
     """Shared records in Redis; in-process ones beside the embedded store."""
-    from router.store.redis import RedisStore
+    from router.store.redis_store import RedisStore
 
     if isinstance(store, RedisStore):
         return RedisCallRecords(store.client, settings.call_record_ttl_seconds)

@@ -1,4 +1,4 @@
-"""Errors that carry data; translated to HTTP only at the edge (router.api.middleware)."""
+"""Errors that carry data; translated to HTTP only at the edge (router.api.edge)."""
 
 from __future__ import annotations
 

@@ -6,17 +6,17 @@ from typing import Any
 
 from aiohttp import web
 
-from router.cache import CredentialCache, NumberCache
-from router.calls import CallRecords
-from router.credentials import Credentials
-from router.inbound import Inbound
-from router.metrics import Metrics
+from router.manage.credential_service import Credentials
+from router.manage.number_service import PhoneNumbers
+from router.manage.orgs import Orgs
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
-from router.orgs import Orgs
-from router.phone_numbers import PhoneNumbers
+from router.ops.metrics import Metrics
+from router.pipeline.call_records import CallRecords
+from router.pipeline.inbound import Inbound
+from router.pipeline.number_cache import CredentialCache, NumberCache
 from router.settings import Settings
-from router.store.base import Store
+from router.store.interface import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 ORGS = web.AppKey("orgs", Orgs)

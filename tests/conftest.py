@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from router.store.base import Store
 from router.store.embedded import EmbeddedStore
-from router.store.redis import RedisStore
+from router.store.interface import Store
+from router.store.redis_store import RedisStore
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")

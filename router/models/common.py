@@ -6,8 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from router.models.base import Headers, SipUri, WireModel, check_number
 from router.models.languages import LANGUAGE_CODES
+from router.models.wire import Headers, SipUri, WireModel, check_number
 
 ENDED_REASONS_ASSISTANT_REQUEST = (
     "assistant-request-failed",

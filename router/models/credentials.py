@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from router.models.base import WireModel
+from router.models.wire import WireModel
 
 CredentialProvider = Literal["telnyx", "vonage", "twilio", "byo-sip-trunk"]
 

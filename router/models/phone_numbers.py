@@ -11,7 +11,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from router.models.base import SipUri, WireModel, check_number, normalize_e164
 from router.models.common import (
     Hook,
     PhoneNumberHookCallEnding,
@@ -20,6 +19,7 @@ from router.models.common import (
     SipAuthentication,
     TransferDestination,
 )
+from router.models.wire import SipUri, WireModel, check_number, normalize_e164
 
 Provider = Literal["twilio", "telnyx", "vonage", "vapi", "byo-phone-number"]
 PROVIDERS: tuple[Provider, ...] = ("twilio", "telnyx", "vonage", "vapi", "byo-phone-number")

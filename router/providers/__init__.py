@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from router.providers.base import (
+from router.providers.plugin import (
     MalformedWebhook,
     Provider,
     RenderContext,

@@ -13,7 +13,7 @@ The contract is docs/sip-edge.md. Rules:
   plus `~` and 12 hex digits naming the called number. One Call-ID sent to two numbers
   can then never share a stored decision or call record (no replay across numbers).
 - Digest: a `vapi` number with `authentication` needs the caller's forwarded digest
-  `authorization` (router/providers/digest.py). The check runs in `verify`, before
+  `authorization` (router/providers/sip_digest.py). The check runs in `verify`, before
   anything is decided: a missing or failing digest raises `Challenge`, answered as a
   `challenge` JSON, so an unauthenticated INVITE never reaches the customer's server.
   The edge's bearer secret is checked even earlier (`preverify`, before the number is
@@ -36,7 +36,6 @@ from typing import Any, Final, TypeVar
 import orjson
 from pydantic import Field, ValidationError
 
-from router.models.base import OpenModel, normalize_e164
 from router.models.common import TransferDestinationNumber, TransferPlan
 from router.models.credentials import AnyCredential
 from router.models.phone_numbers import (
@@ -45,8 +44,11 @@ from router.models.phone_numbers import (
     VapiPhoneNumber,
     sip_lookup_key,
 )
-from router.providers import digest
-from router.providers.base import (
+from router.models.wire import OpenModel, normalize_e164
+from router.pipeline.decision import Connect, Decision, Reject, Say, Transfer
+from router.pipeline.inbound_call import InboundCall
+from router.providers import sip_digest as digest
+from router.providers.plugin import (
     FINAL_STATUSES,
     Challenge,
     MalformedWebhook,
@@ -57,8 +59,6 @@ from router.providers.base import (
     WebhookRequest,
     text_bytes,
 )
-from router.routing.decision import Connect, Decision, Reject, Say, Transfer
-from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 CONTENT_TYPE: Final = "application/json"

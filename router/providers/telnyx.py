@@ -54,8 +54,10 @@ from nacl.signing import VerifyKey
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TelnyxCredential
 from router.models.phone_numbers import AnyPhoneNumber, TelnyxPhoneNumber
+from router.pipeline.decision import Connect, Decision, Transfer
+from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
-from router.providers.base import (
+from router.providers.plugin import (
     STANDARD_ENDPOINTS,
     RenderContext,
     Rendered,
@@ -76,8 +78,6 @@ from router.providers.twiml_dialect import (
     render,
     stream_parameters,
 )
-from router.routing.decision import Connect, Decision, Transfer
-from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 SIGNATURE_HEADER: Final = "telnyx-signature-ed25519"

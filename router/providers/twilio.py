@@ -30,8 +30,11 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, 
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TwilioCredential
 from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber
+from router.pipeline.decision import Connect, Decision, Transfer
+from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
-from router.providers.base import (
+from router.providers.forms import signing_fields
+from router.providers.plugin import (
     STANDARD_ENDPOINTS,
     MalformedWebhook,
     RenderContext,
@@ -43,7 +46,6 @@ from router.providers.base import (
     same_text,
     text_bytes,
 )
-from router.providers.forms import signing_fields
 from router.providers.twiml_dialect import (
     caller_id,
     dial_timeout,
@@ -56,8 +58,6 @@ from router.providers.twiml_dialect import (
     rfc2822_timestamp,
     stream_parameters,
 )
-from router.routing.decision import Connect, Decision, Transfer
-from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 SIGNATURE_HEADER: Final = "X-Twilio-Signature"

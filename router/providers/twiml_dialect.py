@@ -20,11 +20,13 @@ from typing import Final
 
 from multidict import MultiMapping
 
-from router.models.base import normalize_e164
 from router.models.common import TransferDestinationNumber, TransferPlan
 from router.models.phone_numbers import AnyPhoneNumber
+from router.models.wire import normalize_e164
+from router.pipeline.decision import Connect, Decision, Say, Transfer
+from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
-from router.providers.base import (
+from router.providers.plugin import (
     FINAL_STATUSES,
     MalformedWebhook,
     RenderContext,
@@ -33,11 +35,9 @@ from router.providers.base import (
     WebhookRequest,
     ascii_int,
 )
-from router.routing.decision import Connect, Decision, Say, Transfer
-from router.routing.inbound import InboundCall
 
 SEND_DIGITS_PAUSE: Final = "ww"  # one second after answer, before an extension's digits
-# `CallStatus` values → `router.providers.base.CALL_STATUSES`.
+# `CallStatus` values → `router.providers.plugin.CALL_STATUSES`.
 STATUSES: Final = {
     "queued": "ringing",
     "initiated": "ringing",

@@ -38,11 +38,13 @@ import jwt
 import orjson
 from multidict import MultiMapping
 
-from router.models.base import normalize_e164
 from router.models.common import TransferDestinationNumber, TransferPlan
 from router.models.credentials import AnyCredential, VonageCredential
 from router.models.phone_numbers import AnyPhoneNumber, VonagePhoneNumber
-from router.providers.base import (
+from router.models.wire import normalize_e164
+from router.pipeline.decision import Connect, Decision, Say, Transfer
+from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import (
     FINAL_STATUSES,
     MalformedWebhook,
     RenderContext,
@@ -55,8 +57,6 @@ from router.providers.base import (
     number_credential,
     same_text,
 )
-from router.routing.decision import Connect, Decision, Say, Transfer
-from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import structlog
 
-from router.store.base import (
+from router.store.interface import (
     KIND_PHONE_NUMBER,
     KINDS,
     Conflict,

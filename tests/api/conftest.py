@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 
-from router.api.openapi import build_document
+from router.api.openapi_routes import build_document
 from router.app import create_app
 from router.settings import OrgConfig, Settings
 

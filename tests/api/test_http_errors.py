@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from router.api.middleware import edge
+from router.api.edge import edge
 from router.app import create_app
 from router.settings import Settings
 

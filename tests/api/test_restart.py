@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from router.app import create_app
 from router.models.phone_numbers import AnyPhoneNumber
 from router.state import NUMBER_CACHE
-from router.store.base import StoreUnavailable
+from router.store.interface import StoreUnavailable
 
 from .conftest import (
     MakeSettings,

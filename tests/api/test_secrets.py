@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from router.models.credentials import VonageCredential
 from router.models.phone_numbers import TwilioPhoneNumber, VapiPhoneNumber
 from router.state import CREDENTIALS, PHONE_NUMBERS
-from router.store import keys
+from router.store import redis_keys as keys
 
 from .conftest import (
     CREDENTIAL_AUTH_TOKEN,

@@ -18,11 +18,11 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.events import Events, set_caller_mode
-from router.metrics import Metrics
 from router.models.phone_numbers import RECORD_MODELS
-from router.routing.decision import FAILED, AssistantRequestFacts, Decision, Say
-from router.routing.inbound import InboundCall
+from router.ops.events import Events, set_caller_mode
+from router.ops.metrics import Metrics
+from router.pipeline.decision import FAILED, AssistantRequestFacts, Decision, Say
+from router.pipeline.inbound_call import InboundCall
 
 from . import DEPLOY
 
@@ -190,7 +190,7 @@ def test_promql_names_only_exported_metrics_and_labels(dashboard: dict[str, Any]
 
 
 def test_every_metric_router_exports_has_a_panel(dashboard: dict[str, Any]) -> None:
-    """A metric added to router/metrics.py gets a panel here too."""
+    """A metric added to router/ops/metrics.py gets a panel here too."""
     used = {s.name for query in prometheus_queries(dashboard) for s in selectors(promql(query))}
     families = {re.sub(r"_(total|bucket|count|sum|created)$", "", name) for name in exported()}
     unused = {f for f in families if not any(re.sub(r"_(total|bucket)$", "", u) == f for u in used)}

@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from router.app import create_app
-from router.cli import build_parser, cmd_serve
+from router.commands.cli import build_parser, cmd_serve
 from router.settings import Settings
 from tests.conftest import free_port
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from router.app import create_app
+from router.pipeline.decision import ENDED_REASONS, ROUTES
 from router.providers import PROVIDERS
-from router.routing.decision import ENDED_REASONS, ROUTES
 from router.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,7 +81,7 @@ def call_routed_fields() -> set[str]:
     ...)` call and of any `.bind(...)` it makes for it, plus the keys of any dict literal
     it spreads into that call (`**extra`)."""
     fields: set[str] = set()
-    for node in ast.walk(parsed(ROUTER / "events.py")):
+    for node in ast.walk(parsed(ROUTER / "ops" / "events.py")):
         if not (isinstance(node, ast.FunctionDef) and node.name == "call_routed"):
             continue
         spread: set[str] = set()
@@ -109,9 +109,9 @@ def call_routed_fields() -> set[str]:
 
 
 def metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """Every metric in router/metrics.py: name -> (type, label names)."""
+    """Every metric in router/ops/metrics.py: name -> (type, label names)."""
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for node in ast.walk(parsed(ROUTER / "metrics.py")):
+    for node in ast.walk(parsed(ROUTER / "ops" / "metrics.py")):
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Name)
@@ -191,7 +191,7 @@ def test_every_call_routed_field_is_described() -> None:
 
 
 def test_every_route_and_ended_reason_is_explained() -> None:
-    """The route and ended-reason vocabularies of router/routing/decision.py are in the
+    """The route and ended-reason vocabularies of router/pipeline/decision.py are in the
     tables of docs/events.md."""
     page = doc("events.md")
     routes = section(page, "#### Routes")
@@ -212,7 +212,7 @@ def test_every_rejection_reason_is_documented() -> None:
 
 
 def test_every_metric_and_its_labels_are_documented() -> None:
-    """Each metric of router/metrics.py has a row in docs/metrics.md naming its type and
+    """Each metric of router/ops/metrics.py has a row in docs/metrics.md naming its type and
     every label."""
     found = metrics()
     assert {"router_calls_total", "router_decision_seconds", "router_store_up"} <= set(found)

@@ -10,7 +10,7 @@ from prometheus_client import Counter as LibraryCounter
 from prometheus_client import Gauge as LibraryGauge
 from prometheus_client import Histogram as LibraryHistogram
 
-from router.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
+from router.ops.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
 
 # Bounds themselves, between bounds, below the first, above the last finite one, +Inf.
 AMOUNTS = (0.0, 0.0005, 0.001, 0.0011, 0.0025, 0.3, 4.0, 7.5, 9.99, 10.0, 11.0, math.inf)

@@ -17,9 +17,9 @@ from twilio.request_validator import RequestValidator
 
 from router.models.credentials import TwilioCredential
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber, TwilioPhoneNumber
-from router.providers.base import WebhookRequest
+from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import WebhookRequest
 from router.providers.twilio import TwilioProvider
-from router.routing.inbound import InboundCall
 
 TOKEN = "twilio-auth-token-that-must-not-leak"
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"

@@ -19,8 +19,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from router.models.credentials import TelnyxCredential
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber
-from router.providers.base import WebhookRequest
-from router.routing.inbound import InboundCall
+from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import WebhookRequest
 
 # RFC 8032 §7.1 TEST 1 secret key, and TEST 2's as the "other account".
 KEY = Ed25519PrivateKey.from_private_bytes(

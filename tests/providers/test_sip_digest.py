@@ -1,4 +1,4 @@
-"""SIP digest verification (router/providers/digest.py): published vectors, the
+"""SIP digest verification (router/providers/sip_digest.py): published vectors, the
 session and legacy variants, and every way a header is refused."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from router.providers import digest
+from router.providers import sip_digest as digest
 
 # RFC 2617 §3.5.
 RFC2617_HEADER = (

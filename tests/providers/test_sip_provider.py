@@ -11,8 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber, VapiPhoneNumber, lookup_key
-from router.providers import PROVIDERS, digest
-from router.providers.base import (
+from router.pipeline.decision import Connect, Decision
+from router.pipeline.inbound_call import InboundCall
+from router.providers import PROVIDERS, sip_digest
+from router.providers.plugin import (
     Challenge,
     MalformedWebhook,
     RenderContext,
@@ -20,8 +22,6 @@ from router.providers.base import (
     WebhookRequest,
 )
 from router.providers.sip import SipProvider, realm_of, scoped_call_id
-from router.routing.decision import Connect, Decision
-from router.routing.inbound import InboundCall
 from router.settings import Settings
 
 from .test_sip_digest import sip_authorization
@@ -72,7 +72,7 @@ def route_request(
     wall_time: float = WALL_TIME,
     **fields: Any,
 ) -> Any:
-    from router.providers.base import WebhookRequest
+    from router.providers.plugin import WebhookRequest
 
     data = {"callId": "a84b4c76e66710@pc33.example.com", "from": "+14155550123", "toUri": SIP_URI}
     data |= body or {}
@@ -305,7 +305,7 @@ def realm() -> str:
 
 
 def nonce_key(number: AnyPhoneNumber | None = None) -> bytes:
-    return digest.nonce_key((number or make_number()).id, USERNAME, realm(), PASSWORD)
+    return sip_digest.nonce_key((number or make_number()).id, USERNAME, realm(), PASSWORD)
 
 
 def rendered(sip: SipProvider, call: InboundCall, number: AnyPhoneNumber | None = None) -> Any:
@@ -361,7 +361,7 @@ def test_a_call_without_credentials_is_challenged_whatever_the_decision(
         "endedReason": None,
         "trace": ["digest-challenge:missing-authorization"],
     }
-    assert digest.nonce_age(nonce_key(), nonce, WALL_TIME) == 0
+    assert sip_digest.nonce_age(nonce_key(), nonce, WALL_TIME) == 0
 
 
 @pytest.mark.parametrize(
@@ -370,7 +370,7 @@ def test_a_call_without_credentials_is_challenged_whatever_the_decision(
 def test_a_correct_digest_gets_the_decision(
     sip: SipProvider, qop: str | None, algorithm: str | None
 ) -> None:
-    nonce = digest.make_nonce(nonce_key(), WALL_TIME - 10)
+    nonce = sip_digest.make_nonce(nonce_key(), WALL_TIME - 10)
     header = sip_authorization(
         nonce=nonce,
         username=USERNAME,
@@ -384,7 +384,7 @@ def test_a_correct_digest_gets_the_decision(
 
 
 def test_a_wrong_password_is_challenged_again_not_stale(sip: SipProvider) -> None:
-    nonce = digest.make_nonce(nonce_key(), WALL_TIME)
+    nonce = sip_digest.make_nonce(nonce_key(), WALL_TIME)
     header = sip_authorization(
         nonce=nonce, username=USERNAME, password="x" * 20, realm="sip.example.com", uri=SIP_URI
     )
@@ -395,7 +395,7 @@ def test_a_wrong_password_is_challenged_again_not_stale(sip: SipProvider) -> Non
 def test_an_expired_nonce_with_the_right_password_is_challenged_as_stale(
     sip: SipProvider,
 ) -> None:
-    nonce = digest.make_nonce(nonce_key(), WALL_TIME - digest.NONCE_TTL_SECONDS - 1)
+    nonce = sip_digest.make_nonce(nonce_key(), WALL_TIME - sip_digest.NONCE_TTL_SECONDS - 1)
     header = sip_authorization(
         nonce=nonce, username=USERNAME, password=PASSWORD, realm="sip.example.com", uri=SIP_URI
     )
@@ -406,7 +406,7 @@ def test_an_expired_nonce_with_the_right_password_is_challenged_as_stale(
 
 
 def test_a_tampered_nonce_is_challenged(sip: SipProvider) -> None:
-    nonce = digest.make_nonce(nonce_key(), WALL_TIME)
+    nonce = sip_digest.make_nonce(nonce_key(), WALL_TIME)
     forged = f"{int(WALL_TIME) + 600:08x}{nonce[8:]}"
     header = sip_authorization(
         nonce=forged, username=USERNAME, password=PASSWORD, realm="sip.example.com", uri=SIP_URI
@@ -416,7 +416,7 @@ def test_a_tampered_nonce_is_challenged(sip: SipProvider) -> None:
 
 
 def test_a_digest_for_another_request_uri_is_challenged(sip: SipProvider) -> None:
-    nonce = digest.make_nonce(nonce_key(), WALL_TIME)
+    nonce = sip_digest.make_nonce(nonce_key(), WALL_TIME)
     header = sip_authorization(
         nonce=nonce,
         username=USERNAME,

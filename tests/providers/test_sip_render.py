@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber
-from router.providers.base import RenderContext
-from router.providers.sip import SipProvider
-from router.routing.decision import (
+from router.pipeline.decision import (
     Connect,
     Decision,
     Outcome,
@@ -19,7 +17,9 @@ from router.routing.decision import (
     Transfer,
     parse_destination,
 )
-from router.routing.inbound import InboundCall
+from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import RenderContext
+from router.providers.sip import SipProvider
 
 RUNTIME_URL = "wss://runtime.example.com/stream"
 CALL_ID = "a84b4c76e66710@pc33.example.com~0123456789ab"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from router.providers import PROVIDERS, Provider
-from router.providers.base import MalformedWebhook, WebhookRequest
+from router.providers.plugin import MalformedWebhook, WebhookRequest
 from router.providers.telnyx import TelnyxProvider
 from router.settings import Settings
 

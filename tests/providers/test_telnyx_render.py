@@ -12,10 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.models.common import CustomMessage
-from router.providers import twiml
-from router.providers.base import RenderContext, Rendered
-from router.providers.telnyx import STREAM_URL_LIMIT, TelnyxProvider
-from router.routing.decision import (
+from router.pipeline.decision import (
     Connect,
     Decision,
     Outcome,
@@ -24,6 +21,9 @@ from router.routing.decision import (
     Transfer,
     parse_destination,
 )
+from router.providers import twiml
+from router.providers.plugin import RenderContext, Rendered
+from router.providers.telnyx import STREAM_URL_LIMIT, TelnyxProvider
 
 from .telnyx_support import (
     CALL_SID,

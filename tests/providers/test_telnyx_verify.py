@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from router.models.credentials import TelnyxCredential, TwilioCredential
-from router.providers.base import VerificationFailed, WebhookRequest
+from router.providers.plugin import VerificationFailed, WebhookRequest
 from router.providers.telnyx import TelnyxProvider, signed_message
 
 from .telnyx_support import (

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.pipeline.decision import Connect, Decision, Outcome, Say, Transfer, parse_destination
 from router.providers import twiml
-from router.providers.base import RenderContext, Rendered
+from router.providers.plugin import RenderContext, Rendered
 from router.providers.twilio import TwilioProvider
-from router.routing.decision import Connect, Decision, Outcome, Say, Transfer, parse_destination
 
 from .conftest import CALL_SID, RUNTIME_URL, make_call, make_number, parse_twiml
 

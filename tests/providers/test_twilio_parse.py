@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 
 from router.providers import PROVIDERS, Provider
-from router.providers.base import MalformedWebhook, WebhookRequest
+from router.providers.plugin import MalformedWebhook, WebhookRequest
 from router.providers.twilio import TwilioProvider
 from router.settings import Settings
 

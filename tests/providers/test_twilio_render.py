@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from router.models.common import CustomMessage
-from router.providers.base import RenderContext, Rendered
-from router.providers.twilio import TwilioProvider
-from router.routing.decision import (
+from router.pipeline.decision import (
     Connect,
     Decision,
     Outcome,
@@ -19,6 +17,8 @@ from router.routing.decision import (
     Transfer,
     parse_destination,
 )
+from router.providers.plugin import RenderContext, Rendered
+from router.providers.twilio import TwilioProvider
 
 from .conftest import CALL_SID, CALLER, NUMBER, RUNTIME_URL, make_call, make_number, parse_twiml
 

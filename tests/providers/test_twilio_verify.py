@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, MultiDict
 from twilio.request_validator import RequestValidator
 
-from router.providers.base import VerificationFailed, WebhookRequest
+from router.providers.plugin import VerificationFailed, WebhookRequest
 from router.providers.twilio import TwilioProvider, compute_signature, url_variants
 
 from .conftest import (

@@ -8,7 +8,7 @@ import pytest
 from multidict import MultiDict, MultiDictProxy
 
 from router.models.common import TransferPlan
-from router.providers.base import CALL_STATUSES, MalformedWebhook, WebhookRequest
+from router.providers.plugin import CALL_STATUSES, MalformedWebhook, WebhookRequest
 from router.providers.twiml_dialect import (
     STATUSES,
     dial_timeout,

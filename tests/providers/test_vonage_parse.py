@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from router.providers import PROVIDERS
-from router.providers.base import CALL_STATUSES, MalformedWebhook
+from router.providers.plugin import CALL_STATUSES, MalformedWebhook
 from router.providers.vonage import VonageProvider
 from router.settings import Settings
 

@@ -8,13 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from router.providers.base import RenderContext, Rendered
-from router.providers.vonage import (
-    TALK_TEXT_LIMIT,
-    WEBSOCKET_HEADERS_LIMIT_BYTES,
-    VonageProvider,
-)
-from router.routing.decision import (
+from router.pipeline.decision import (
     Connect,
     Decision,
     Outcome,
@@ -22,6 +16,12 @@ from router.routing.decision import (
     Say,
     Transfer,
     parse_destination,
+)
+from router.providers.plugin import RenderContext, Rendered
+from router.providers.vonage import (
+    TALK_TEXT_LIMIT,
+    WEBSOCKET_HEADERS_LIMIT_BYTES,
+    VonageProvider,
 )
 
 from .vonage_support import (

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from router.models.phone_numbers import AnyPhoneNumber
-from router.providers.base import VerificationFailed, WebhookRequest
+from router.providers.plugin import VerificationFailed, WebhookRequest
 from router.providers.vonage import (
     CLOCK_LEEWAY_SECONDS,
     TOKEN_MAX_AGE_SECONDS,

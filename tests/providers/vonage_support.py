@@ -21,8 +21,8 @@ import orjson
 
 from router.models.credentials import VonageCredential
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber
-from router.providers.base import WebhookRequest
-from router.routing.inbound import InboundCall
+from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import WebhookRequest
 
 SIGNATURE_SECRET = secrets.token_urlsafe(48)  # 64 characters: long enough for HS512 too
 OTHER_SECRET = secrets.token_urlsafe(48)

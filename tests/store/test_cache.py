@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from router.cache import NumberCache
-from router.store.base import (
+from router.pipeline.number_cache import NumberCache
+from router.store.embedded import EmbeddedStore
+from router.store.interface import (
     KIND_PHONE_NUMBER,
     Doc,
     Invalidation,
@@ -19,7 +20,6 @@ from router.store.base import (
     ResetHandler,
     StoreUnavailable,
 )
-from router.store.embedded import EmbeddedStore
 
 PN = KIND_PHONE_NUMBER
 KEY = "twilio:+14155550100"

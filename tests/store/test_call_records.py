@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.calls import (
+from router.pipeline.call_records import (
     CallOwnedElsewhere,
     CallRecord,
     CallRecords,
@@ -14,7 +14,7 @@ from router.calls import (
     RedisCallRecords,
     StatusUpdate,
 )
-from router.store.redis import RedisStore
+from router.store.redis_store import RedisStore
 
 
 @pytest.fixture(params=["memory", "redis"])

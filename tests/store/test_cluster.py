@@ -22,8 +22,8 @@ from twilio.request_validator import RequestValidator
 from router.app import create_app
 from router.settings import Settings
 from router.state import NUMBER_CACHE
-from router.store import keys
-from router.store.base import (
+from router.store import redis_keys as keys
+from router.store.interface import (
     KIND_CREDENTIAL,
     KIND_PHONE_NUMBER,
     Conflict,
@@ -33,8 +33,8 @@ from router.store.base import (
     StoreUnavailable,
     to_micros,
 )
-from router.store.connect import ClusterConnection, open_connection
-from router.store.redis import RedisStore, redact_url
+from router.store.redis_connect import ClusterConnection, open_connection
+from router.store.redis_store import RedisStore, redact_url
 
 from .conftest import LocalCluster
 

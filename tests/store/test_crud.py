@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from router.store.base import (
+from router.store.interface import (
     KIND_CREDENTIAL,
     KIND_PHONE_NUMBER,
     Conflict,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from router.store.base import KIND_PHONE_NUMBER, Doc, ListQuery, StoreUnavailable
 from router.store.embedded import EmbeddedStore
+from router.store.interface import KIND_PHONE_NUMBER, Doc, ListQuery, StoreUnavailable
 
 PN = KIND_PHONE_NUMBER
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
@@ -110,7 +110,7 @@ def test_a_second_process_on_the_same_dir_is_refused(data_dir: Path) -> None:
             assert holder.poll() is None, "the first process did not start"
         second = _run_python(
             "import asyncio, sys, pathlib\n"
-            "from router.store.base import StoreUnavailable\n"
+            "from router.store.interface import StoreUnavailable\n"
             "from router.store.embedded import EmbeddedStore\n"
             "try:\n"
             "    asyncio.run(EmbeddedStore(pathlib.Path(sys.argv[1])).start())\n"

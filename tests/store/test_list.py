@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from router.store.base import KIND_PHONE_NUMBER, Doc, ListQuery, Store, to_micros
+from router.store.interface import KIND_PHONE_NUMBER, Doc, ListQuery, Store, to_micros
 
 PN = KIND_PHONE_NUMBER
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)

@@ -15,10 +15,10 @@ from typing import Any, Protocol
 import pytest
 from structlog.testing import capture_logs
 
-from router.cache import NumberCache
-from router.store import keys
-from router.store.base import KIND_PHONE_NUMBER, Doc, Invalidation, ListQuery, StoreUnavailable
-from router.store.redis import RedisStore, redact_url
+from router.pipeline.number_cache import NumberCache
+from router.store import redis_keys as keys
+from router.store.interface import KIND_PHONE_NUMBER, Doc, Invalidation, ListQuery, StoreUnavailable
+from router.store.redis_store import RedisStore, redact_url
 
 PN = KIND_PHONE_NUMBER
 REPO = Path(__file__).resolve().parents[2]
@@ -195,8 +195,8 @@ async def test_conflict_names_an_owner_in_another_org(redis_url: str) -> None:
 
 RACE = """
 import asyncio, json, sys
-from router.store.base import Conflict
-from router.store.redis import RedisStore
+from router.store.interface import Conflict
+from router.store.redis_store import RedisStore
 
 async def main(url, tag):
     store = RedisStore(url, connect_retries=0, retry_delay_seconds=0)

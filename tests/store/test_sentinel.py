@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from router.store import keys
-from router.store.base import (
+from router.store import redis_keys as keys
+from router.store.interface import (
     KIND_PHONE_NUMBER,
     Conflict,
     Doc,
@@ -20,8 +20,8 @@ from router.store.base import (
     ListQuery,
     StoreUnavailable,
 )
-from router.store.connect import SentinelConnection, open_connection
-from router.store.redis import RedisStore
+from router.store.redis_connect import SentinelConnection, open_connection
+from router.store.redis_store import RedisStore
 
 from .conftest import LocalSentinel
 

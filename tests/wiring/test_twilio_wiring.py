@@ -24,8 +24,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from structlog.typing import EventDict
 
 from router.app import create_app
+from router.manage.twilio_wiring import BaseUrlHttpClient
 from router.settings import Settings
-from router.wiring import BaseUrlHttpClient
 from tests.conftest import free_port
 
 API_KEY = "wiring-api-key-of-the-default-org"

@@ -1,0 +1,144 @@
+"""The OpenAPI document served at `/openapi.json`: the seed spec plus router's additions.
+
+The seed's operations and schemas are served exactly as the seed has them; router's
+own operations (Twilio import, credentials, call records) are added beside them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+from aiohttp import web
+from pydantic.json_schema import models_json_schema
+
+from router.api.edge import json_response
+from router.models.credentials import CREATE_CREDENTIAL_MODELS, CREDENTIAL_MODELS
+from router.state import OPENAPI
+
+routes = web.RouteTableDef()
+
+_REF = "#/components/schemas/{model}"
+
+
+def _seed() -> dict[str, Any]:
+    folder = resources.files("router.openapi")
+    seed: dict[str, Any] = yaml.safe_load(folder.joinpath("phone-numbers.openapi.yml").read_text())
+    return seed
+
+
+def _import_dto() -> dict[str, Any]:
+    folder = resources.files("router.openapi")
+    schema: dict[str, Any] = json.loads(
+        folder.joinpath("ImportTwilioPhoneNumberDTO.schema.json").read_text()
+    )
+    for key in ("$schema", "$id"):
+        schema.pop(key, None)
+    return schema
+
+
+def _one_of(names: list[str]) -> dict[str, Any]:
+    return {"oneOf": [{"$ref": _REF.format(model=n)} for n in names]}
+
+
+def _operation(op_id: str, summary: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": ["Credentials" if "Credential" in op_id else "Phone Numbers"],
+        "security": [{"bearer": []}],
+        **extra,
+    }
+
+
+def build_document() -> dict[str, Any]:
+    """The whole API's OpenAPI document (a fresh copy: callers may change theirs)."""
+    return copy.deepcopy(_document())
+
+
+@cache
+def _document() -> dict[str, Any]:
+    # Parsing the seed and generating the credential schemas costs ~0.2 s: once per process.
+    doc = _seed()
+    schemas = doc["components"]["schemas"]
+    schemas["ImportTwilioPhoneNumberDTO"] = _import_dto()
+    models = [(m, "validation") for m in CREATE_CREDENTIAL_MODELS.values()]
+    models += [(m, "serialization") for m in CREDENTIAL_MODELS.values()]
+    _, generated = models_json_schema(models, by_alias=True, ref_template=_REF)  # type: ignore[arg-type]
+    for name, schema in generated.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    create_names = [m.__name__ for m in CREATE_CREDENTIAL_MODELS.values()]
+    record_names = [m.__name__ for m in CREDENTIAL_MODELS.values()]
+    phone_number = copy.deepcopy(doc["paths"]["/phone-number"]["post"]["responses"])
+    id_param = [{"name": "id", "required": True, "in": "path", "schema": {"type": "string"}}]
+
+    def body(names: list[str]) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": _one_of(names)}}}
+
+    def answer(status: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {status: {"description": "", "content": {"application/json": {"schema": schema}}}}
+
+    doc["tags"].append({"name": "Credentials", "description": "Provider credentials."})
+    doc["paths"]["/phone-number/import/twilio"] = {
+        "post": _operation(
+            "PhoneNumberController_importTwilio",
+            "Import Twilio Number",
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": _REF.format(model="ImportTwilioPhoneNumberDTO")}
+                    }
+                },
+            },
+            responses=phone_number,
+        )
+    }
+    doc["paths"]["/credential"] = {
+        "post": _operation(
+            "CredentialController_create",
+            "Create Credential",
+            requestBody=body(create_names),
+            responses=answer("201", _one_of(record_names)),
+        ),
+        "get": _operation(
+            "CredentialController_findAll",
+            "List Credentials",
+            responses=answer("200", {"type": "array", "items": _one_of(record_names)}),
+        ),
+    }
+    doc["paths"]["/credential/{id}"] = {
+        "get": _operation(
+            "CredentialController_findOne",
+            "Get Credential",
+            parameters=id_param,
+            responses=answer("200", _one_of(record_names)),
+        ),
+        "patch": _operation(
+            "CredentialController_update",
+            "Update Credential",
+            parameters=id_param,
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            responses=answer("200", _one_of(record_names)),
+        ),
+        "delete": _operation(
+            "CredentialController_remove",
+            "Delete Credential",
+            parameters=id_param,
+            responses=answer("200", _one_of(record_names)),
+        ),
+    }
+    doc["info"]["title"] = "router API"
+    return doc
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(request.app[OPENAPI])

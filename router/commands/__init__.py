@@ -1,0 +1,1 @@
+"""The `router` command and its subcommands (`serve`, `simulate`, `numbers`, `check-config`)."""

@@ -1,0 +1,166 @@
+"""`router simulate`: decide a call for a number and a caller, with no provider involved.
+
+The number comes from the store (by called number or SIP URI) or from a JSON file in
+the API's create shape. The assistant-request is really sent to the number's (or the
+org's) server, unless `--response` gives the server's answer or `--offline` treats the
+server as unreachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from router.errors import validation_messages
+from router.manage.number_service import CREATE_MODELS, parse_number
+from router.manage.orgs import Orgs
+from router.models.phone_numbers import AnyPhoneNumber, lookup_key, sip_lookup_key
+from router.models.wire import normalize_e164
+from router.pipeline.assistant_request import AssistantRequestClient
+from router.pipeline.decide import AssistantRequestResult, decide
+from router.pipeline.decision import Decision
+from router.pipeline.inbound_call import InboundCall
+from router.providers import PROVIDERS, RenderContext
+from router.settings import DEFAULT_ORG_ID, Settings
+from router.store.interface import StoreUnavailable
+
+
+class SimulateError(Exception):
+    """The simulation cannot run (no such number, bad file); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    caller: str
+    to: str | None
+    sip_uri: str | None
+    provider: str
+    number_file: Path | None
+    response: dict[str, Any] | None
+    offline: bool
+    render: str | None
+
+
+READ_ONLY_FIELDS = ("id", "orgId", "createdAt", "updatedAt", "status")
+
+
+def number_from_file(path: Path, org_id: str = DEFAULT_ORG_ID) -> AnyPhoneNumber:
+    """A number in the API's create shape, or as `GET /phone-number/{id}` returns it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SimulateError(f"{path}: {exc}") from None
+    provider = data.get("provider") if isinstance(data, dict) else None
+    if not isinstance(provider, str) or provider not in CREATE_MODELS:
+        raise SimulateError(f"{path}: provider must be one of {', '.join(CREATE_MODELS)}")
+    body = {k: v for k, v in data.items() if k not in READ_ONLY_FIELDS}
+    try:
+        dto = CREATE_MODELS[provider].model_validate(body)
+    except ValidationError as exc:
+        raise SimulateError(f"{path}: " + "; ".join(validation_messages(exc, data=body))) from None
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = data.get("status", "active")
+    return parse_number(
+        {
+            **dto.wire(),
+            "id": str(data.get("id", "simulated")),
+            "orgId": str(data.get("orgId", org_id)),
+            "createdAt": now,
+            "updatedAt": now,
+            "status": status if status in ("active", "blocked") else "active",
+        }
+    )
+
+
+async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
+    from router.app import make_store
+    from router.manage.documents import Codec
+    from router.manage.secrecy import SecretBox, SecretKeyError
+    from router.models.phone_numbers import secret_fields
+
+    store = make_store(settings)
+    try:
+        await store.start()
+    except StoreUnavailable as exc:
+        raise SimulateError(
+            f"cannot read the store: {exc.detail} (with the embedded store and a running "
+            "worker, use --number-file with the number's JSON instead)"
+        ) from None
+    try:
+        doc = await store.lookup(key)
+    except StoreUnavailable as exc:
+        raise SimulateError(f"cannot read the store: {exc.detail}") from None
+    finally:
+        await store.close()
+    if doc is None:
+        raise SimulateError(f"no number is configured for {key}")
+    box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+    try:
+        return parse_number(Codec(box).open(doc, secret_fields(doc["provider"])))
+    except SecretKeyError as exc:
+        raise SimulateError(f"the number's stored secrets cannot be read: {exc}") from None
+
+
+async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
+    """The decision (and optionally the rendered answer) as a JSON-ready dict."""
+    if request.number_file is not None:
+        number = number_from_file(request.number_file)
+    elif request.sip_uri:
+        number = await _number_from_store(settings, sip_lookup_key(request.sip_uri))
+    elif request.to:
+        try:
+            to = normalize_e164(request.to)
+        except ValueError as exc:
+            raise SimulateError(f"--to: {exc}") from None
+        number = await _number_from_store(settings, f"{request.provider}:{to}")
+    else:
+        raise SimulateError("give --to, --sip-uri or --number-file")
+    loop = asyncio.get_running_loop()
+    call = InboundCall(
+        provider=number.provider if number.provider != "byo-phone-number" else "sip",
+        provider_call_id=f"SIM{int(time.time() * 1000)}",
+        from_number=request.caller,
+        to_number=getattr(number, "number", None),
+        received_at=loop.time(),
+        sip_uri=getattr(number, "sip_uri", None),
+    )
+    orgs = Orgs(settings.all_orgs())
+    budget = settings.twilio_budget_seconds
+
+    async def canned(*_: Any) -> AssistantRequestResult:
+        if request.offline:
+            return AssistantRequestResult("failed", "transport", attempts=1)
+        return AssistantRequestResult("ok", body=request.response, attempts=1, http_status=200)
+
+    async with AssistantRequestClient() as client:
+        requester: Any = (
+            canned
+            if request.offline or request.response is not None
+            else client.bind(
+                deadline=call.received_at + budget,
+                org_id=number.org_id,
+                secret=orgs.server_secret(number.org_id),
+            )
+        )
+        decision: Decision = await decide(
+            number,
+            call,
+            org_server=orgs.server(number.org_id),
+            assistant_request=requester,
+            apology=settings.apology_message,
+        )
+    out: dict[str, Any] = {"number": lookup_key(number), "caller": request.caller}
+    out["decision"] = decision.to_dict()
+    if request.render:
+        provider = PROVIDERS.get(request.render)
+        if provider is None:
+            raise SimulateError(f"--render takes one of {', '.join(PROVIDERS)}")
+        ctx = RenderContext(settings.runtime_url, call.provider_call_id, settings.public_url or "")
+        out["rendered"] = provider.render(decision, call, number, ctx).body.decode()
+    return out

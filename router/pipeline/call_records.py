@@ -1,0 +1,299 @@
+"""Call records: what was decided for a provider call id, and how the call ended.
+
+A record is written when a decision took an assistant-request (its answer may not be
+asked for twice) or carries a transient assistant/squad/workflow for the runtime;
+static decisions are recomputed identically from the cached number, with no I/O.
+Records are keyed by the provider's call id and expire after `call_record_ttl_seconds`.
+
+With Redis, records and decision locks are shared by every worker; the embedded store
+keeps them in process (a single worker by design). In Redis a call's decision and its
+status are two keys, merged on read, so either may arrive first and status updates never
+re-encode the decision.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from router.store import redis_keys as keys
+from router.store.interface import StoreUnavailable
+from router.store.redis_connect import REDIS_FAILURES, RedisClient
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One call: its decision (wire form of `Decision`) and its latest status."""
+
+    call_id: str
+    provider: str
+    org_id: str
+    phone_number_id: str | None
+    router_call_id: str
+    from_number: str
+    to: str | None
+    decision: dict[str, Any] | None
+    status: str = "ringing"
+    final: bool = False
+    status_sequence: int = -1
+    duration_seconds: int | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "callId": self.call_id,
+            "provider": self.provider,
+            "orgId": self.org_id,
+            "phoneNumberId": self.phone_number_id,
+            "routerCallId": self.router_call_id,
+            "from": self.from_number,
+            "to": self.to,
+            "decision": self.decision,
+            "status": self.status,
+            "final": self.final,
+            "statusSequence": self.status_sequence,
+            "durationSeconds": self.duration_seconds,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> CallRecord:
+        return cls(
+            call_id=data["callId"],
+            provider=data["provider"],
+            org_id=data["orgId"],
+            phone_number_id=data.get("phoneNumberId"),
+            router_call_id=data.get("routerCallId", data["callId"]),
+            from_number=data.get("from", ""),
+            to=data.get("to"),
+            decision=data.get("decision"),
+            status=data.get("status", "ringing"),
+            final=bool(data.get("final", False)),
+            status_sequence=int(data.get("statusSequence", -1)),
+            duration_seconds=data.get("durationSeconds"),
+            created_at=float(data.get("createdAt", time.time())),
+            updated_at=float(data.get("updatedAt", time.time())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    status: str
+    final: bool
+    sequence: int | None
+    duration_seconds: int | None
+
+
+class CallOwnedElsewhere(Exception):
+    """A status event names a call id whose record belongs to another number: ignored.
+
+    Every org signs its own webhooks, so a call id alone must not let one org touch
+    another org's call."""
+
+
+class CallRecords(abc.ABC):
+    """Where call records and decision locks live."""
+
+    def __init__(self, ttl_seconds: int) -> None:
+        self.ttl_seconds = ttl_seconds
+
+    @abc.abstractmethod
+    async def get(self, call_id: str) -> CallRecord | None: ...
+
+    @abc.abstractmethod
+    async def put(self, record: CallRecord) -> None:
+        """Write the decided record: the first decision wins; a status that arrived before
+        it is kept."""
+
+    @abc.abstractmethod
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        """Take the right to decide this call; False when another worker holds it."""
+
+    @abc.abstractmethod
+    async def release(self, call_id: str) -> None: ...
+
+    @abc.abstractmethod
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        """Apply a status event; (record, whether the status changed). Creates from `base`."""
+
+
+def with_status(decided: CallRecord, status: CallRecord) -> CallRecord:
+    """`decided` with the status fields of `status`, the record status callbacks keep."""
+    decided.status, decided.final = status.status, status.final
+    decided.status_sequence = status.status_sequence
+    decided.duration_seconds = status.duration_seconds
+    decided.updated_at = max(decided.updated_at, status.updated_at)
+    return decided
+
+
+def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
+    """The in-process twin of `keys.STATUS_SCRIPT`: final statuses stick, older events lose."""
+    changed = False
+    sequence = -1 if update.sequence is None else update.sequence
+    if not record.final and (sequence < 0 or sequence >= record.status_sequence):
+        changed = record.status != update.status
+        record.status, record.final = update.status, update.final
+        if update.sequence is not None:
+            record.status_sequence = update.sequence
+    if update.duration_seconds is not None:
+        record.duration_seconds = update.duration_seconds
+    record.updated_at = time.time()
+    return changed
+
+
+class MemoryCallRecords(CallRecords):
+    """In-process records for the embedded store: one worker, expiring entries. As in
+    Redis, a call's decision and its status are kept apart and merged on read."""
+
+    def __init__(self, ttl_seconds: int) -> None:
+        super().__init__(ttl_seconds)
+        self._decided: dict[str, tuple[float, CallRecord]] = {}
+        self._statuses: dict[str, tuple[float, CallRecord]] = {}
+        self._locks: dict[str, float] = {}
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        if max(len(self._decided), len(self._statuses), len(self._locks)) > 10_000:
+            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
+            self._statuses = {k: v for k, v in self._statuses.items() if v[0] > now}
+            self._locks = {k: v for k, v in self._locks.items() if v > now}
+
+    @staticmethod
+    def _live(table: dict[str, tuple[float, CallRecord]], call_id: str) -> CallRecord | None:
+        item = table.get(call_id)
+        return None if item is None or item[0] <= time.monotonic() else item[1]
+
+    def _merged(self, call_id: str) -> CallRecord | None:
+        decided = self._live(self._decided, call_id)
+        status = self._live(self._statuses, call_id)
+        if decided is None:
+            return None if status is None else replace(status)
+        return replace(decided) if status is None else with_status(replace(decided), status)
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        return self._merged(call_id)
+
+    async def put(self, record: CallRecord) -> None:
+        self._expire()
+        if self._live(self._decided, record.call_id) is None:
+            self._decided[record.call_id] = (time.monotonic() + self.ttl_seconds, record)
+
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        if self._locks.get(call_id, 0.0) > now:
+            return False
+        self._locks[call_id] = now + ttl_ms / 1000
+        return True
+
+    async def release(self, call_id: str) -> None:
+        self._locks.pop(call_id, None)
+
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        self._expire()
+        status = self._live(self._statuses, base.call_id)
+        if status is not None and status.phone_number_id != base.phone_number_id:
+            raise CallOwnedElsewhere(base.call_id)
+        first = status is None
+        if status is None:
+            status = replace(base)
+            self._statuses[base.call_id] = (time.monotonic() + self.ttl_seconds, status)
+        # The first status event of a call is news even when it is the initial `ringing`.
+        changed = apply_status(status, update) or first
+        record = self._merged(base.call_id)
+        assert record is not None  # the status record was just written
+        return record, changed
+
+
+class RedisCallRecords(CallRecords):
+    """Records and locks in Redis, shared by every worker."""
+
+    def __init__(self, client: RedisClient, ttl_seconds: int) -> None:
+        super().__init__(ttl_seconds)
+        self._client = client
+        self._status_script = client.register_script(keys.STATUS_SCRIPT)
+        self._release_script = client.register_script(keys.RELEASE_SCRIPT)
+        self._token = f"{time.time_ns()}-{id(self)}"
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        try:
+            status, decided = await self._client.mget(
+                keys.call_record(call_id), keys.call_decision(call_id)
+            )
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return _merged(status, decided)
+
+    async def put(self, record: CallRecord) -> None:
+        try:
+            await self._client.set(
+                keys.call_decision(record.call_id),
+                _dumps(record.to_wire()),
+                ex=self.ttl_seconds,
+                nx=True,
+            )
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+
+    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+        try:
+            taken = await self._client.set(
+                keys.call_lock(call_id), self._token, px=ttl_ms + keys.CALL_LOCK_EXTRA_MS, nx=True
+            )
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return bool(taken)
+
+    async def release(self, call_id: str) -> None:
+        try:
+            # Only our own lock: one that expired and was taken by another worker stays.
+            await self._release_script(keys=[keys.call_lock(call_id)], args=[self._token])
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+
+    async def update_status(
+        self, base: CallRecord, update: StatusUpdate
+    ) -> tuple[CallRecord, bool]:
+        event = {
+            "status": update.status,
+            "final": update.final,
+            "sequence": update.sequence,
+            "durationSeconds": update.duration_seconds,
+            "updatedAt": time.time(),
+        }
+        try:
+            changed, status, decided = await self._status_script(
+                keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
+                args=[_dumps(event), _dumps(base.to_wire()), self.ttl_seconds],
+            )
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        if changed == -1:
+            raise CallOwnedElsewhere(base.call_id)
+        record = _merged(status, decided)
+        assert record is not None  # the script always returns the status record
+        return record, bool(changed)
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    # The stdlib, not orjson: a customer's transient assistant may hold integers beyond
+    # 64 bits, which must be stored exactly, not refused.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _merged(status: str | bytes | None, decided: str | bytes | None) -> CallRecord | None:
+    """The call's record: the decided one (exactly as written) with the latest status."""
+    if decided is None:
+        return None if status is None else CallRecord.from_wire(json.loads(status))
+    record = CallRecord.from_wire(json.loads(decided))
+    if status is None:
+        return record
+    return with_status(record, CallRecord.from_wire(json.loads(status)))
