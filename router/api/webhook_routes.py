@@ -170,7 +170,7 @@ async def _answer(
     # whole milliseconds, coarser than the fast answers being measured.
     started = time.perf_counter()
     verified = await _verified(request, inbound, provider)
-    if not isinstance(verified, tuple):  # (not web.Response: an ABC, dearer to check)
+    if not isinstance(verified, tuple):  # an answer that ends the request here
         return verified
     req, number, cache_hit = verified
     try:

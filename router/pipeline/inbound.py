@@ -68,9 +68,7 @@ async def _timed_out(*_: Any) -> AssistantRequestResult:
     return AssistantRequestResult("failed", "timeout")
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """A decided call: the decision and how it was reached, for the log."""
 

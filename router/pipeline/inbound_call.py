@@ -15,7 +15,7 @@ def _new_call_id() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class InboundCall:
     """One ringing call, as parsed from a provider webhook.
 

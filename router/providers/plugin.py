@@ -44,9 +44,7 @@ CALL_STATUSES: Final = (
 FINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class WebhookRequest:
     """What a provider needs of an inbound HTTP request, without aiohttp.
 
@@ -168,9 +166,7 @@ class MalformedWebhook(Exception):
         self.reason = reason
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Rendered:
     """An HTTP answer for the provider. `warnings` name what render had to drop, for logs."""
 
@@ -205,9 +201,7 @@ class StatusEvent:
     from_number: str | None = None  # the caller, for a record the event creates
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RenderContext:
     """What render needs besides the decision: where the runtime is and the call's id."""
 
