@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
@@ -10,6 +11,7 @@ from router.pipeline.call_records import (
     CallOwnedElsewhere,
     CallRecord,
     CallRecords,
+    ExpiringTable,
     MemoryCallRecords,
     RedisCallRecords,
     StatusUpdate,
@@ -73,3 +75,72 @@ async def test_a_lock_is_released_only_by_its_holder(records: CallRecords) -> No
         assert not await other.claim("CA9", ttl_ms=5_000)
     await records.release("CA9")
     assert await records.claim("CA9", ttl_ms=5_000)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_entries_expire_after_their_ttl_and_reads_never_see_them() -> None:
+    clock = FakeClock()
+    table: ExpiringTable[str] = ExpiringTable(ttl=10, max_entries=100, clock=clock)
+    table.put("a", "1")
+    clock.now += 5
+    table.put("b", "2")
+    table.put("a", "1b")  # rewritten while live: keeps its first expiry
+    clock.now += 5  # a's expiry: gone for reads at once, before any write removes it
+    assert table.get("a") is None
+    assert table.get("b") == "2"
+    table.put("c", "3")
+    assert len(table) == 2  # a removed by the write
+    clock.now += 5
+    assert table.get("b") is None and table.get("c") == "3"
+
+
+def test_a_write_removes_a_bounded_number_of_expired_entries() -> None:
+    """After an idle spell, expired entries go a few at a time with later writes."""
+    clock = FakeClock()
+    table: ExpiringTable[int] = ExpiringTable(ttl=1, max_entries=10_000, clock=clock)
+    for i in range(1000):
+        table.put(f"k{i}", i)
+    clock.now += 2
+    table.put("new", 0)
+    assert len(table) == 1001 - ExpiringTable.EXPIRED_PER_WRITE
+    for i in range(1000 // ExpiringTable.EXPIRED_PER_WRITE + 1):
+        table.put(f"more{i}", i)
+    assert all(table.get(f"k{i}") is None for i in range(1000))
+    assert len(table) == 1 + 1000 // ExpiringTable.EXPIRED_PER_WRITE + 1
+
+
+def test_the_table_keeps_at_most_max_entries_dropping_the_oldest() -> None:
+    table: ExpiringTable[int] = ExpiringTable(ttl=3600, max_entries=3)
+    for i in range(5):
+        table.put(f"k{i}", i)
+    assert len(table) == 3
+    assert [table.get(f"k{i}") for i in range(5)] == [None, None, 2, 3, 4]
+
+
+def test_a_popped_entry_written_again_lives_its_new_ttl() -> None:
+    clock = FakeClock()
+    table: ExpiringTable[bool] = ExpiringTable(ttl=10, max_entries=100, clock=clock)
+    table.put("lock", True, ttl=1)
+    table.pop("lock")
+    clock.now += 0.5
+    table.put("lock", True, ttl=1)
+    clock.now += 0.6  # past the first expiry, inside the second
+    table.put("other", True)
+    assert table.get("lock") is True
+
+
+async def test_memory_records_are_bounded() -> None:
+    records = MemoryCallRecords(ttl_seconds=60, max_records=2)
+    for i in range(3):
+        await records.put(replace(record("n1"), call_id=f"CA{i}"))
+    assert await records.get("CA0") is None
+    assert await records.get("CA1") is not None and await records.get("CA2") is not None
