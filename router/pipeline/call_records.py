@@ -17,7 +17,7 @@ import abc
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Generic, TypeVar
 
@@ -105,7 +105,8 @@ class CallRecords(abc.ABC):
         self.ttl_seconds = ttl_seconds
 
     @abc.abstractmethod
-    async def get(self, call_id: str) -> CallRecord | None: ...
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
+        """The org's record of this provider call id; another org's is never seen."""
 
     @abc.abstractmethod
     async def put(self, record: CallRecord) -> None:
@@ -113,11 +114,11 @@ class CallRecords(abc.ABC):
         it is kept."""
 
     @abc.abstractmethod
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
         """Take the right to decide this call; False when another worker holds it."""
 
     @abc.abstractmethod
-    async def release(self, call_id: str) -> None: ...
+    async def release(self, org_id: str, call_id: str) -> None: ...
 
     @abc.abstractmethod
     async def update_status(
@@ -150,10 +151,11 @@ def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
     return changed
 
 
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
-class ExpiringTable(Generic[V]):
+class ExpiringTable(Generic[K, V]):
     """A dict whose entries expire `ttl` seconds after they were first written, with at
     most `max_entries` of them (the oldest make room).
 
@@ -174,17 +176,17 @@ class ExpiringTable(Generic[V]):
         self.ttl = ttl
         self.max_entries = max_entries
         self._clock = clock
-        self._items: dict[str, tuple[float, V]] = {}
-        self._order: deque[tuple[float, str]] = deque()
+        self._items: dict[K, tuple[float, V]] = {}
+        self._order: deque[tuple[float, K]] = deque()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: str) -> V | None:
+    def get(self, key: K) -> V | None:
         item = self._items.get(key)
         return None if item is None or item[0] <= self._clock() else item[1]
 
-    def put(self, key: str, value: V, ttl: float | None = None) -> None:
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
         """Write `value` under `key`, expiring `ttl` (default: the table's) from now. An
         entry that is still live keeps its expiry when it is written again."""
         now = self._clock()
@@ -199,7 +201,7 @@ class ExpiringTable(Generic[V]):
         while len(self._items) > self.max_entries:
             self._drop_oldest()
 
-    def pop(self, key: str) -> None:
+    def pop(self, key: K) -> None:
         # Its queue entry stays until its turn comes; `_expire` then finds no match.
         self._items.pop(key, None)
 
@@ -228,38 +230,44 @@ class MemoryCallRecords(CallRecords):
 
     def __init__(self, ttl_seconds: int, max_records: int = 200_000) -> None:
         super().__init__(ttl_seconds)
-        self._decided: ExpiringTable[str] = ExpiringTable(ttl_seconds, max_records)
-        self._statuses: ExpiringTable[str] = ExpiringTable(ttl_seconds, max_records)
-        self._locks: ExpiringTable[bool] = ExpiringTable(ttl_seconds, max_records)
+        # Keyed by (org id, provider call id).
+        self._decided: ExpiringTable[tuple[str, str], str] = ExpiringTable(ttl_seconds, max_records)
+        self._statuses: ExpiringTable[tuple[str, str], str] = ExpiringTable(
+            ttl_seconds, max_records
+        )
+        self._locks: ExpiringTable[tuple[str, str], bool] = ExpiringTable(ttl_seconds, max_records)
 
-    async def get(self, call_id: str) -> CallRecord | None:
-        return _merged(self._statuses.get(call_id), self._decided.get(call_id))
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
+        key = (org_id, call_id)
+        return _merged(self._statuses.get(key), self._decided.get(key))
 
     async def put(self, record: CallRecord) -> None:
-        if self._decided.get(record.call_id) is None:
-            self._decided.put(record.call_id, _dumps(record.to_wire()))
+        key = (record.org_id, record.call_id)
+        if self._decided.get(key) is None:
+            self._decided.put(key, _dumps(record.to_wire()))
 
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
-        if self._locks.get(call_id):
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
+        if self._locks.get((org_id, call_id)):
             return False
-        self._locks.put(call_id, True, ttl=ttl_ms / 1000)
+        self._locks.put((org_id, call_id), True, ttl=ttl_ms / 1000)
         return True
 
-    async def release(self, call_id: str) -> None:
-        self._locks.pop(call_id)
+    async def release(self, org_id: str, call_id: str) -> None:
+        self._locks.pop((org_id, call_id))
 
     async def update_status(
         self, base: CallRecord, update: StatusUpdate
     ) -> tuple[CallRecord, bool]:
-        kept = self._statuses.get(base.call_id)
+        key = (base.org_id, base.call_id)
+        kept = self._statuses.get(key)
         status = replace(base) if kept is None else CallRecord.from_wire(json.loads(kept))
         if status.phone_number_id != base.phone_number_id:
             raise CallOwnedElsewhere(base.call_id)
         # The first status event of a call is news even when it is the initial `ringing`.
         changed = apply_status(status, update) or kept is None
         text = _dumps(status.to_wire())
-        self._statuses.put(base.call_id, text)
-        record = _merged(text, self._decided.get(base.call_id))
+        self._statuses.put(key, text)
+        record = _merged(text, self._decided.get(key))
         assert record is not None  # the status record was just written
         return record, changed
 
@@ -274,10 +282,10 @@ class RedisCallRecords(CallRecords):
         self._release_script = client.register_script(keys.RELEASE_SCRIPT)
         self._token = f"{time.time_ns()}-{id(self)}"
 
-    async def get(self, call_id: str) -> CallRecord | None:
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
         try:
             status, decided = await self._client.mget(
-                keys.call_record(call_id), keys.call_decision(call_id)
+                keys.call_record(org_id, call_id), keys.call_decision(org_id, call_id)
             )
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
@@ -286,7 +294,7 @@ class RedisCallRecords(CallRecords):
     async def put(self, record: CallRecord) -> None:
         try:
             await self._client.set(
-                keys.call_decision(record.call_id),
+                keys.call_decision(record.org_id, record.call_id),
                 _dumps(record.to_wire()),
                 ex=self.ttl_seconds,
                 nx=True,
@@ -294,19 +302,22 @@ class RedisCallRecords(CallRecords):
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
         try:
             taken = await self._client.set(
-                keys.call_lock(call_id), self._token, px=ttl_ms + keys.CALL_LOCK_EXTRA_MS, nx=True
+                keys.call_lock(org_id, call_id),
+                self._token,
+                px=ttl_ms + keys.CALL_LOCK_EXTRA_MS,
+                nx=True,
             )
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
         return bool(taken)
 
-    async def release(self, call_id: str) -> None:
+    async def release(self, org_id: str, call_id: str) -> None:
         try:
             # Only our own lock: one that expired and was taken by another worker stays.
-            await self._release_script(keys=[keys.call_lock(call_id)], args=[self._token])
+            await self._release_script(keys=[keys.call_lock(org_id, call_id)], args=[self._token])
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
@@ -322,7 +333,10 @@ class RedisCallRecords(CallRecords):
         }
         try:
             changed, status, decided = await self._status_script(
-                keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
+                keys=[
+                    keys.call_record(base.org_id, base.call_id),
+                    keys.call_decision(base.org_id, base.call_id),
+                ],
                 args=[_dumps(event), _dumps(base.to_wire()), self.ttl_seconds],
             )
         except REDIS_FAILURES as exc:

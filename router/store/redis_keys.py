@@ -7,6 +7,8 @@ small (a few KiB per number) and reads are served by each worker's cache.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "router"
 CONFIG_TAG = "{router}"  # hash tag: all configuration keys live in one cluster slot
 
@@ -152,21 +154,28 @@ return {body, old or ''}
 CALL_LOCK_EXTRA_MS = 1_000  # a decision lock outlives its budget a little: render and write
 
 
-def call_record(call_id: str) -> str:
-    """String: the call's status record JSON (its decision is `call_decision`), with a TTL."""
-    return f"{PREFIX}:call:{{{call_id}}}:record"
+def org_scope(org_id: str) -> str:
+    """A fixed-length tag of an org, for keys of call ids (which callers choose): with it
+    last, no call id of one org can spell another org's key."""
+    return hashlib.sha256(org_id.encode()).hexdigest()[:20]
 
 
-def call_decision(call_id: str) -> str:
+def call_record(org_id: str, call_id: str) -> str:
+    """String: the call's status record JSON (its decision is `call_decision`), with a TTL.
+    Scoped to the org: a call id one org's webhook names never reaches another's record."""
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:record"
+
+
+def call_decision(org_id: str, call_id: str) -> str:
     """String: the record as its decision was first written (SET NX), with a TTL. Kept apart
     from the status record: the status script re-encodes that one with Lua's cjson, which
     would mangle the customer's transient config (`[]` becomes `{}`, digits are lost)."""
-    return f"{PREFIX}:call:{{{call_id}}}:decision"
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:decision"
 
 
-def call_lock(call_id: str) -> str:
-    """String: the worker deciding this call right now (SET NX PX)."""
-    return f"{PREFIX}:call:{{{call_id}}}:lock"
+def call_lock(org_id: str, call_id: str) -> str:
+    """String: the worker deciding this org's call right now (SET NX PX)."""
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:lock"
 
 
 # Update a call record's status unless it would move a final status back, or an older
