@@ -50,9 +50,7 @@ class WebhookRequest:
 
     `url` is the URL the provider signed: the public base URL, the path and the query
     string exactly as received. `params` holds the form fields of a form POST, or the
-    query fields of a GET; `form` the same fields of a form POST as the list they were
-    parsed into, in the order sent (None for any other request). `headers` must be
-    case-insensitive.
+    query fields of a GET. `headers` must be case-insensitive.
     """
 
     method: str
@@ -64,7 +62,6 @@ class WebhookRequest:
     params: MultiMapping[str]
     received_at: float  # loop.time()
     wall_time: float  # time.time()
-    form: list[tuple[str, str]] | None = None
 
     @classmethod
     def create(
@@ -93,10 +90,8 @@ class WebhookRequest:
         )
         verb = method.upper()
         params: MultiMapping[str] = query if verb == "GET" else _NO_PARAMS
-        form = None
         if verb != "GET" and is_form(ci_headers):
-            form = form_pairs(body)
-            params = MultiDictProxy(MultiDict(form))
+            params = MultiDictProxy(MultiDict(form_pairs(body)))
         return cls(
             method=verb,
             url=url,
@@ -107,7 +102,6 @@ class WebhookRequest:
             params=params,
             received_at=received_at,
             wall_time=wall_time,
-            form=form,
         )
 
 
