@@ -61,18 +61,18 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         structlog.processors.TimeStamper(fmt="%Y-%m-%dT%H:%M:%S.%fZ", utc=True),
         redact_secrets,
     ]
-    # The console renderer formats exceptions itself (structlog warns if they come formatted).
-    text_renderer: list[Processor] = (
-        [structlog.dev.ConsoleRenderer()]
-        if use_console
-        else [
+    text_tail: list[Processor]
+    if use_console:
+        # The console renderer formats exceptions itself (structlog warns if they come formatted).
+        text_tail = [structlog.dev.ConsoleRenderer()]
+    else:
+        text_tail = [
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_json_text),
         ]
-    )
-    logger_factory: Any
+    logger_factory: Callable[..., Any]
     if use_console or binary is None:
-        processors = [*shared, *text_renderer]
+        processors = [*shared, *text_tail]
         logger_factory = structlog.WriteLoggerFactory(out)
     else:
         # JSON lines in bytes straight to stdout's buffer, each written and flushed
@@ -98,7 +98,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *text_renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *text_tail],
         )
     )
     root = logging.getLogger()
