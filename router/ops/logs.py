@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
@@ -21,17 +20,24 @@ _SECRET_NAME = re.compile(
 _ALLOWED = frozenset({"signature_valid", "token_kind"})
 
 
-# Events log the same field names line after line, so each name is judged once.
-@functools.lru_cache(maxsize=1024)
-def _secret_name(name: str) -> bool:
-    return name not in _ALLOWED and _SECRET_NAME.search(name) is not None
+# The secret-looking names among an event's field names, by the tuple of those names: an
+# event logs the same fields each time, so the pattern runs once per shape of event, not
+# once per field of every line (`call.routed` is logged on every webhook).
+_secret_fields: dict[tuple[str, ...], tuple[str, ...]] = {}
+_SHAPES_KEPT = 1024  # bounded: a shape beyond it is simply checked field by field
 
 
 def redact_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     """Replace values of secret-looking fields with `[redacted]`."""
-    secret = [key for key, value in event.items() if value is not None and _secret_name(key)]
+    names = tuple(event)
+    secret = _secret_fields.get(names)
+    if secret is None:
+        secret = tuple(k for k in names if k not in _ALLOWED and _SECRET_NAME.search(k))
+        if len(_secret_fields) < _SHAPES_KEPT:
+            _secret_fields[names] = secret
     for key in secret:
-        event[key] = "[redacted]"
+        if event[key] is not None:
+            event[key] = "[redacted]"
     return event
 
 
