@@ -11,11 +11,12 @@ import orjson
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from prometheus_client import Gauge
 from pydantic import ValidationError
 
 from router.errors import ApiError, validation_messages
 from router.manage.secrecy import SecretKeyError
-from router.ops.metrics import Gauge, Metrics
+from router.ops.metrics import Metrics
 from router.state import METRICS
 from router.store.interface import StoreUnavailable
 

@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 import structlog
+from prometheus_client import Counter, Histogram
 
 from router.models.phone_numbers import AnyPhoneNumber
-from router.ops.metrics import Counter, Histogram, Metrics
+from router.ops.metrics import Metrics
 from router.pipeline.call_records import CallRecord
 from router.pipeline.decision import Decision
 from router.pipeline.inbound_call import InboundCall

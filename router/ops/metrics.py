@@ -8,22 +8,17 @@ worker's values (prometheus-client's multiprocess mode).
 from __future__ import annotations
 
 import os
-from bisect import bisect_left
-from math import isnan
-from typing import Any, Final, TypeVar
+from typing import Final
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
     generate_latest,
 )
-from prometheus_client import Counter as _Counter
-from prometheus_client import Gauge as _Gauge
-from prometheus_client import Histogram as _Histogram
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.samples import Exemplar
-from prometheus_client.values import MutexValue
 
 # Webhook answers must stay far below the providers' budgets: resolution where it matters.
 LATENCY_BUCKETS: Final = (
@@ -33,127 +28,6 @@ MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 # (method, route, status) label sets whose children `http_request` keeps: routes and
 # methods are fixed, so this is far more than a worker sees; beyond it, looked up each time.
 _HTTP_CHILDREN_KEPT: Final = 1024
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
-
-
-def _existing_child(metric: _M, values: tuple[object, ...]) -> _M | None:
-    """The child already made for exactly these (string) label values, else None.
-
-    prometheus-client keys children by the values as strings; a value that is not one
-    misses here and goes the library's full way, which converts and validates it.
-    """
-    # Keyed by tuples of strings; any tuple can be looked up (a non-string one just misses).
-    children: dict[tuple[object, ...], _M] | None = getattr(metric, "_metrics", None)
-    return None if children is None else children.get(values)
-
-
-# The library's metrics check, on every update, that they are not a labelled parent and
-# take an exemplar, and guard each value with a lock; a webhook makes eight updates.
-# These classes go straight to the value for the common case (a child or an unlabelled
-# metric, no exemplar) and leave everything else, errors included, to the library. In
-# one process the values are `_LoopValue`s; in multiprocess mode they stay the library's
-# files. Exposition is the library's either way.
-
-
-class _LoopValue:
-    """A metric value without a lock: router updates metrics only on the event loop's
-    thread (worker threads, e.g. Twilio wiring, never touch them), so no update can
-    interleave with another. Same interface as prometheus-client's `MutexValue`."""
-
-    __slots__ = ("_exemplar", "_value")
-
-    def __init__(self) -> None:
-        self._value = 0.0
-        self._exemplar: Exemplar | None = None
-
-    def inc(self, amount: float) -> None:
-        self._value += amount
-
-    def set(self, value: float, timestamp: float | None = None) -> None:
-        self._value = value
-
-    def set_exemplar(self, exemplar: Exemplar) -> None:
-        self._exemplar = exemplar
-
-    def get(self) -> float:
-        return self._value
-
-    def get_exemplar(self) -> Exemplar | None:
-        return self._exemplar
-
-
-def _unlocked(value: Any) -> Any:
-    """`value`, or a `_LoopValue` in its place when it is the library's in-process one."""
-    return _LoopValue() if type(value) is MutexValue else value
-
-
-class Counter(_Counter):
-    """A Counter whose `labels(...)` finds an existing child with one dict read, and
-    whose `inc` goes straight to its value."""
-
-    def labels(self, *labelvalues: object, **labelkwargs: object) -> Counter:
-        if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
-            return child
-        return super().labels(*labelvalues, **labelkwargs)
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._value = _unlocked(self._value)
-
-    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
-        value = getattr(self, "_value", None)
-        if value is None or exemplar or not amount >= 0:
-            super().inc(amount, exemplar)  # a parent, an exemplar or a bad amount
-            return
-        value.inc(amount)
-
-
-class Histogram(_Histogram):
-    """A Histogram whose `labels(...)` finds an existing child with one dict read, and
-    whose `observe` finds its bucket by bisection."""
-
-    def labels(self, *labelvalues: object, **labelkwargs: object) -> Histogram:
-        if not labelkwargs and (child := _existing_child(self, labelvalues)) is not None:
-            return child
-        return super().labels(*labelvalues, **labelkwargs)
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._sum = _unlocked(self._sum)
-        self._buckets = [_unlocked(bucket) for bucket in self._buckets]
-
-    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        buckets = getattr(self, "_buckets", None)
-        if buckets is None or exemplar or isnan(amount):
-            super().observe(amount, exemplar)  # a parent, an exemplar or NaN
-            return
-        self._sum.inc(amount)
-        # The first bound at or above the amount: the bucket the library's scan picks
-        # (the last bound is +Inf).
-        buckets[bisect_left(self._upper_bounds, amount)].inc(1)
-
-
-class Gauge(_Gauge):
-    """A Gauge whose `inc` and `dec` go straight to its value."""
-
-    def _metric_init(self) -> None:
-        super()._metric_init()
-        self._value = _unlocked(self._value)
-
-    def inc(self, amount: float = 1) -> None:
-        value = getattr(self, "_value", None)
-        if value is None or self._is_most_recent:
-            super().inc(amount)
-            return
-        value.inc(amount)
-
-    def dec(self, amount: float = 1) -> None:
-        value = getattr(self, "_value", None)
-        if value is None or self._is_most_recent:
-            super().dec(amount)
-            return
-        value.inc(-amount)
 
 
 class Metrics:

@@ -1,14 +1,15 @@
-"""The JSON log format as `router serve` configures it: fields, batching, levels, capture."""
+"""The log format as `router serve` configures it: fields, levels, redaction, capture."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
 import re
 from collections.abc import Iterator
-from typing import Any
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
 
 import pytest
 import structlog
@@ -19,41 +20,38 @@ from router.ops.logs import configure_logging
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
-class CountingBytes(io.BytesIO):
-    """A byte stream that counts its `write` calls."""
-
-    writes = 0
-
-    def write(self, data: Any) -> int:
-        self.writes += 1
-        return super().write(data)
-
-
 class Out:
-    """A text stream over a counting byte stream, as stdout is over its buffer."""
+    """A text stream over a byte stream, as stdout is over its buffer."""
 
     def __init__(self) -> None:
-        self.raw = CountingBytes()
+        self.raw = io.BytesIO()
         self.text = io.TextIOWrapper(self.raw, encoding="utf-8", write_through=True)
 
     def lines(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.raw.getvalue().splitlines()]
 
 
-@pytest.fixture
-def out() -> Iterator[Out]:
-    """JSON logging configured onto a fresh stream; structlog and the root logger restored."""
+@contextmanager
+def logging_to(fmt: str, stream: TextIO) -> Iterator[None]:
+    """Logging configured onto `stream`; structlog and the root logger restored after."""
     saved = structlog.get_config()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    stream = Out()
-    configure_logging("json", "info", stream.text)
+    configure_logging(fmt, "info", stream)
     try:
-        yield stream
+        yield
     finally:
         structlog.configure(**saved)
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@pytest.fixture
+def out() -> Iterator[Out]:
+    """JSON logging configured onto a fresh stream."""
+    stream = Out()
+    with logging_to("json", stream.text):
+        yield stream
 
 
 def test_a_line_has_its_fields_level_event_and_a_utc_timestamp(out: Out) -> None:
@@ -65,9 +63,11 @@ def test_a_line_has_its_fields_level_event_and_a_utc_timestamp(out: Out) -> None
     assert line["cache_hit"] is True
     assert line["trace"] == ["a"]
     assert TIMESTAMP.fullmatch(line["timestamp"]), line["timestamp"]
+    logged_at = datetime.fromisoformat(line["timestamp"])
+    assert abs(datetime.now(UTC) - logged_at) < timedelta(seconds=5)
 
 
-def test_outside_an_event_loop_each_line_is_written_at_once(out: Out) -> None:
+def test_each_line_is_written_as_it_is_logged(out: Out) -> None:
     log = structlog.get_logger("t")
     log.info("one")
     assert [line["event"] for line in out.lines()] == ["one"]
@@ -76,22 +76,13 @@ def test_outside_an_event_loop_each_line_is_written_at_once(out: Out) -> None:
     assert out.lines()[1]["level"] == "warning"
 
 
-async def test_lines_of_one_loop_iteration_go_out_together_at_its_end(out: Out) -> None:
+async def test_inside_an_event_loop_too_each_line_is_written_as_it_is_logged(out: Out) -> None:
     log = structlog.get_logger("t")
     for i in range(3):
         log.info("call.routed", n=i)
-    assert out.raw.getvalue() == b""  # not yet: the iteration has not ended
-    await asyncio.sleep(0)
-    assert [line["n"] for line in out.lines()] == [0, 1, 2]
-    assert out.raw.writes == 1
-
-
-async def test_an_error_is_written_at_once_after_what_was_pending(out: Out) -> None:
-    log = structlog.get_logger("t")
-    log.info("first")
+        assert [line["n"] for line in out.lines()] == list(range(i + 1))
     log.error("broken", reason="x")
-    assert [line["event"] for line in out.lines()] == ["first", "broken"]
-    assert out.lines()[1]["level"] == "error"
+    assert out.lines()[-1]["level"] == "error"
 
 
 def test_bound_values_merge_and_call_values_win(out: Out) -> None:
@@ -137,18 +128,10 @@ def test_a_value_with_bytes_that_were_not_utf8_is_still_logged(out: Out) -> None
 
 
 def test_a_text_stream_logs_such_a_value_too() -> None:
-    """Where the stream has no byte buffer the stock JSON renderer runs: the same escape."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    """Where the stream has no byte buffer, lines are written as text: the same escape."""
     stream = io.StringIO()
-    configure_logging("json", "info", stream)
-    try:
+    with logging_to("json", stream):
         structlog.get_logger("t").info("webhook.unknown_number", to="\udcff")
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
     assert json.loads(stream.getvalue())["to"] == "\udcff"
 
 
@@ -156,3 +139,43 @@ def test_capture_logs_still_sees_events_under_the_router_configuration(out: Out)
     with capture_logs() as captured:
         structlog.get_logger("t").info("call.routed", route="assistant")
     assert captured == [{"event": "call.routed", "route": "assistant", "log_level": "info"}]
+
+
+def test_standard_library_records_are_rendered_the_same_way(out: Out) -> None:
+    """aiohttp and redis-py log through `logging`: a warning of theirs is a JSON line with
+    `logger`, `level` and `timestamp`; below `warning` is dropped."""
+    logging.getLogger("aiohttp.server").warning("Error handling request %s", "x")
+    logging.getLogger("redis").info("not shown")
+    logging.getLogger("aiohttp.access").warning("oops")
+    first, second = out.lines()
+    assert first["event"] == "Error handling request x"
+    assert (first["logger"], first["level"]) == ("aiohttp.server", "warning")
+    assert TIMESTAMP.fullmatch(first["timestamp"]), first["timestamp"]
+    assert second["logger"] == "aiohttp.access"
+
+
+def test_an_exception_from_the_standard_library_is_rendered(out: Out) -> None:
+    try:
+        raise ValueError("bad frame")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")
+    (line,) = out.lines()
+    assert line["level"] == "error"
+    assert "ValueError: bad frame" in line["exception"]
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_the_console_format() -> None:
+    stream = Terminal()
+    with logging_to("auto", stream):
+        structlog.get_logger("t").info("call.routed", route="assistant", api_key="k-123")
+    text = stream.getvalue()
+    assert "call.routed" in text and "assistant" in text
+    assert "k-123" not in text and "[redacted]" in text
+    assert not text.startswith("{")  # not a JSON line

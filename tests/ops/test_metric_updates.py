@@ -1,69 +1,75 @@
-"""router's metric classes update exactly as prometheus-client's own: same exposition."""
+"""`Metrics.http_request`, which keeps the children it finds: what the exposition shows."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client import Counter as LibraryCounter
-from prometheus_client import Gauge as LibraryGauge
-from prometheus_client import Histogram as LibraryHistogram
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
-from router.ops.metrics import LATENCY_BUCKETS, Counter, Gauge, Histogram
-
-# Bounds themselves, between bounds, below the first, above the last finite one, +Inf.
-AMOUNTS = (0.0, 0.0005, 0.001, 0.0011, 0.0025, 0.3, 4.0, 7.5, 9.99, 10.0, 11.0, math.inf)
+from router.ops.metrics import Metrics
 
 
-def exposition(registry: CollectorRegistry) -> list[str]:
-    """The text exposition without `_created` lines (creation times differ)."""
-    return [
-        line for line in generate_latest(registry).decode().splitlines() if "_created" not in line
-    ]
+@dataclass(frozen=True)
+class Resource:
+    """What `http_request` reads of an aiohttp resource: its route template."""
+
+    canonical: str
 
 
-def test_histogram_buckets_match_the_library_for_every_kind_of_amount() -> None:
-    ours, theirs = CollectorRegistry(), CollectorRegistry()
-    mine = Histogram("h_seconds", "h", ["route"], registry=ours, buckets=LATENCY_BUCKETS)
-    lib = LibraryHistogram("h_seconds", "h", ["route"], registry=theirs, buckets=LATENCY_BUCKETS)
-    for amount in AMOUNTS:
-        mine.labels("a").observe(amount)
-        lib.labels("a").observe(amount)
-    mine.labels("b").observe(math.nan)
-    lib.labels("b").observe(math.nan)
-    assert exposition(ours) == exposition(theirs)
+Key = tuple[str, frozenset[tuple[str, str]]]
 
 
-def test_counter_and_gauge_match_the_library() -> None:
-    ours, theirs = CollectorRegistry(), CollectorRegistry()
-    counters = (
-        Counter("c_total", "c", ["k"], registry=ours),
-        LibraryCounter("c_total", "c", ["k"], registry=theirs),
-    )
-    gauges = (Gauge("g", "g", registry=ours), LibraryGauge("g", "g", registry=theirs))
-    for counter in counters:
-        counter.labels("x").inc()
-        counter.labels("x").inc(2.5)
-        counter.labels("y").inc(0)
-    for gauge in gauges:
-        gauge.inc()
-        gauge.inc(3)
-        gauge.dec()
-        gauge.dec(0.5)
-    assert exposition(ours) == exposition(theirs)
+def samples(metrics: Metrics) -> dict[Key, float]:
+    """Every sample of the registry's exposition, by name and labels."""
+    text = generate_latest(metrics.registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
-def test_misuse_still_fails_as_the_library_says() -> None:
-    registry = CollectorRegistry()
-    counter = Counter("c_total", "c", ["k"], registry=registry)
-    histogram = Histogram("h_seconds", "h", ["k"], registry=registry)
-    gauge = Gauge("g", "g", ["k"], registry=registry)
-    with pytest.raises(ValueError, match="missing label values"):
-        counter.inc()  # a labelled parent has no value of its own
-    with pytest.raises(ValueError, match="missing label values"):
-        histogram.observe(1.0)
-    with pytest.raises(ValueError, match="missing label values"):
-        gauge.inc()
-    with pytest.raises(ValueError, match="non-negative"):
-        counter.labels("x").inc(-1)
+def requests(method: str, route: str, status: str) -> Key:
+    labels = {"method": method, "route": route, "status": status}
+    return "router_api_requests_total", frozenset(labels.items())
+
+
+def latency(sample: str, method: str, route: str, **more: str) -> Key:
+    labels = {"method": method, "route": route, **more}
+    return f"router_api_request_seconds_{sample}", frozenset(labels.items())
+
+
+def test_requests_count_by_route_template_and_status_and_time_in_the_latency_buckets() -> None:
+    metrics = Metrics()
+    voice = Resource("/twilio/voice")
+    for seconds in (0.0005, 0.001, 0.001, 0.3):
+        metrics.http_request("POST", voice, 200, seconds)
+    metrics.http_request("POST", voice, 403, 0.002)
+    metrics.http_request("GET", None, 404, 0.0001)
+    got = samples(metrics)
+    assert got[requests("POST", "/twilio/voice", "200")] == 4
+    assert got[requests("POST", "/twilio/voice", "403")] == 1
+    assert got[requests("GET", "unmatched", "404")] == 1
+    assert got[latency("count", "POST", "/twilio/voice")] == 5
+    assert got[latency("sum", "POST", "/twilio/voice")] == 0.0005 + 0.001 + 0.001 + 0.3 + 0.002
+    # A bound counts what equals it; the buckets are cumulative.
+    assert got[latency("bucket", "POST", "/twilio/voice", le="0.001")] == 3
+    assert got[latency("bucket", "POST", "/twilio/voice", le="0.0025")] == 4
+    assert got[latency("bucket", "POST", "/twilio/voice", le="0.25")] == 4
+    assert got[latency("bucket", "POST", "/twilio/voice", le="0.5")] == 5
+    assert got[latency("bucket", "POST", "/twilio/voice", le="+Inf")] == 5
+
+
+def test_label_sets_beyond_those_kept_are_still_counted() -> None:
+    """More (method, route, status) sets than `http_request` keeps children for: each
+    request still counts under its own labels."""
+    metrics = Metrics()
+    routes = [Resource(f"/r/{i}") for i in range(1500)]
+    for _ in range(2):
+        for route in routes:
+            metrics.http_request("GET", route, 200, 0.001)
+    got = samples(metrics)
+    assert got[requests("GET", "/r/0", "200")] == 2
+    assert got[requests("GET", "/r/1499", "200")] == 2
+    assert sum(v for (name, _), v in got.items() if name == "router_api_requests_total") == 3000
