@@ -7,7 +7,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -55,6 +55,35 @@ def _json_text(value: Any, default: Callable[[Any], Any]) -> str:
     return _json_bytes(value, default).decode()
 
 
+class LineLogger:
+    """structlog's `BytesLogger` (one line written and flushed per event) that outlives its
+    stream: when stdout is closed or gone (a pipe whose reader left), lines are dropped
+    rather than failing the request that logged them. A logger of our own is structlog's
+    documented way to change where lines go."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def msg(self, message: bytes) -> None:
+        try:
+            self._out.write(message + b"\n")
+            self._out.flush()
+        except (OSError, ValueError):
+            pass  # nowhere left to log to; the call is answered all the same
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = msg
+
+
+class LineLoggerFactory:
+    """`logger_factory` for structlog: one `LineLogger` on `out`, shared by every logger."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._logger = LineLogger(out)
+
+    def __call__(self, *_: Any) -> LineLogger:
+        return self._logger
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     """Configure structlog once, at the edge (CLI). Commands that print results log to stderr."""
     out = stream or sys.stdout
@@ -89,7 +118,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_json_bytes),
         ]
-        logger_factory = structlog.BytesLoggerFactory(binary)
+        logger_factory = LineLoggerFactory(binary)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

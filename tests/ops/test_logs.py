@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -179,3 +181,19 @@ def test_a_terminal_gets_the_console_format() -> None:
     assert "call.routed" in text and "assistant" in text
     assert "k-123" not in text and "[redacted]" in text
     assert not text.startswith("{")  # not a JSON line
+
+
+def test_a_stdout_whose_reader_left_never_fails_the_caller() -> None:
+    """stdout a pipe whose reader has gone (`router serve | head`): lines are dropped,
+    the code that logged goes on (a webhook is still answered)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
+        with logging_to("json", stream):
+            for _ in range(3):
+                structlog.get_logger("t").info("call.routed", route="assistant")
+                structlog.get_logger("t").error("webhook.failed")
+    finally:
+        with contextlib.suppress(OSError):
+            stream.close()
