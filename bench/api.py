@@ -217,7 +217,7 @@ def run(plan: Plan) -> dict[str, Any]:
 
 def measure(plan: Plan, started: Processes) -> dict[str, Any]:
     # Redis shares the servers' core: each side pays for the Redis work it causes.
-    bench = Bench(pin=plan.pin)
+    bench = Bench.pinned(plan.pin)
     bench.redis = start_redis(started, bench.server_cpus)
     print(f"seeding {plan.numbers} numbers ...", flush=True)
     seeded_at = time.perf_counter()

@@ -83,7 +83,7 @@ BARE_TWIML = (
 # --- what must be installed -------------------------------------------------------------
 
 
-def missing_tools(*, valgrind: bool = False) -> list[str]:
+def missing_tools(*, valgrind: bool = False, gunicorn: bool = False) -> list[str]:
     """What this machine lacks for a run, each with how to get it; empty when all is there."""
     missing = []
     if shutil.which("wrk") is None:
@@ -94,6 +94,8 @@ def missing_tools(*, valgrind: bool = False) -> list[str]:
         missing.append("taskset (pins processes to cores): apt-get install util-linux")
     if importlib.util.find_spec("uvloop") is None:
         missing.append("uvloop (the bare app's event loop, and router's): pip install -e .")
+    if gunicorn and importlib.util.find_spec("gunicorn") is None:
+        missing.append("gunicorn (router's --workers runs on it): pip install -e .")
     if valgrind and shutil.which("callgrind_control") is None:
         missing.append("valgrind (callgrind and callgrind_control): apt-get install valgrind")
     return missing
@@ -212,15 +214,32 @@ def sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds a process's threads have run (Linux: schedstat, to the nanosecond)."""
-    return (
-        sum(
-            int((task / "schedstat").read_text().split()[0])
-            for task in Path(f"/proc/{pid}/task").iterdir()
-        )
-        / 1e9
-    )
+def session_cpu(session: int) -> dict[int, float]:
+    """CPU seconds run so far by each process of a session, all its threads: one server
+    with its workers, started by `Processes.start` (each start is a session of its own).
+    Linux schedstat, to the nanosecond."""
+    seconds = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        # A process may exit while it is read: it no longer counts, nor runs.
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # The session id is the 4th field after the command, which may hold spaces.
+            if int((proc / "stat").read_text().rpartition(")")[2].split()[3]) != session:
+                continue
+            seconds[int(proc.name)] = (
+                sum(
+                    int((task / "schedstat").read_text().split()[0])
+                    for task in (proc / "task").iterdir()
+                )
+                / 1e9
+            )
+    return seconds
+
+
+def cpu_seconds(session: int) -> float:
+    """CPU seconds run so far by all the processes of a session (see `session_cpu`)."""
+    return sum(session_cpu(session).values())
 
 
 @dataclass(frozen=True)
@@ -690,20 +709,18 @@ class Phase:
 
 @dataclass
 class Bench:
-    """Runs wrk phases pinned to the load core, measuring CPU and Redis commands around each."""
+    """Runs wrk phases on the load cores, measuring CPU and Redis commands around each."""
 
-    pin: bool
+    server_cpus: str | None  # taskset's list for servers and Redis; None: not pinned
+    load_cpus: str | None  # and for wrk
     redis: Server | None = None
     stats: CommandStats | None = None
     phases: list[Phase] = field(default_factory=list)
 
-    @property
-    def server_cpus(self) -> str | None:
-        return SERVER_CPUS if self.pin else None
-
-    @property
-    def load_cpus(self) -> str | None:
-        return LOAD_CPUS if self.pin else None
+    @classmethod
+    def pinned(cls, pin: bool) -> Bench:
+        """The 2-core layout (servers and Redis on core 0, wrk on core 1), or none."""
+        return cls(SERVER_CPUS, LOAD_CPUS) if pin else cls(None, None)
 
     def run(
         self,
@@ -717,6 +734,7 @@ class Bench:
         quiet: bool = False,
     ) -> Phase:
         """One wrk run against `server`; `quiet` for warm-ups (not printed nor kept)."""
+        # Sessions: a server's workers count with it.
         pids = [server.pid] + ([self.redis.pid] if self.redis else [])
         cpu_before = [cpu_seconds(pid) for pid in pids]
         commands_before = self.stats.snapshot() if self.stats else {}

@@ -142,7 +142,7 @@ def create_routes(router: Server) -> Ed25519PrivateKey:
 def run(plan: Plan) -> dict[str, Any]:
     """Start everything, measure, stop everything; the figures as a JSON-ready dict."""
     with processes("webhooks") as started:
-        bench = Bench(pin=plan.pin)
+        bench = Bench.pinned(plan.pin)
         bench.redis = start_redis(started, bench.server_cpus)
         bench.stats = CommandStats(bench.redis.url)
         try:
