@@ -62,16 +62,18 @@ def dumped_instructions(out: Path) -> int:
     raise RuntimeError(f"no instruction total in {out}.1")
 
 
-def measure(name: str, argv: list[str], started: Processes, args: argparse.Namespace) -> int:
-    """Instructions per request of one server under callgrind; `argv` after `{port}` and
-    `{url}` are filled in. Routers get the Twilio number first."""
+def measure(
+    name: str, argv: list[str], started: Processes, redis_url: str, args: argparse.Namespace
+) -> int:
+    """Instructions per request of one server under callgrind (`{port}` in `argv` filled
+    in); a router is started on `redis_url` and gets the Twilio number first."""
     out = started.log_dir / f"{name}.callgrind"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [part.replace("{port}", str(port)) for part in argv]
     env = None
     if name == "router":
-        env = router_env(args.redis_url, url, started.log_dir / "data")
+        env = router_env(redis_url, url, started.log_dir / "data")
     callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     server = Server(name, started.start(name, [*callgrind, *argv], cpus=None, env=env), url)
     wait_ready(server, timeout_s=START_TIMEOUT_SECONDS)
@@ -96,12 +98,11 @@ def measure(name: str, argv: list[str], started: Processes, args: argparse.Names
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with processes("instructions") as started:
         redis = start_redis(started, None)
-        args.redis_url = redis.url
         bare = [sys.executable, "bench/common.py", "bare", "--port", "{port}"]
         router = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1"]
         figures = {
-            "bare": measure("bare", bare, started, args),
-            "router": measure("router", [*router, "--port", "{port}"], started, args),
+            "bare": measure("bare", bare, started, redis.url, args),
+            "router": measure("router", [*router, "--port", "{port}"], started, redis.url, args),
         }
     return {
         "command": shlex.join([sys.executable, *sys.argv]),
