@@ -46,10 +46,10 @@ from common import (
     missing_tools,
     processes,
     ratio,
-    router_env,
     serve,
     sigterm_as_exit,
     start_redis,
+    start_router,
     wait_ready,
     write_requests,
 )
@@ -241,13 +241,8 @@ def measure(plan: Plan, started: Processes) -> dict[str, Any]:
         ),
         f"http://127.0.0.1:{port}",
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = router_env(bench.redis.url, url, started.log_dir / "data", log_level="warning")
-    router = Server("router", started.start("router", argv, cpus=bench.server_cpus, env=env), url)
-    for server in (baseline, router):
-        wait_ready(server)
+    router = start_router(started, bench.redis.url, cpus=bench.server_cpus, log_level="warning")
+    wait_ready(baseline)
     check_listing(router, plan)
     body_bytes = {
         "baseline_get": len(http_call(f"{baseline.url}/blob/{ids[0]}")[1]),

@@ -6,7 +6,7 @@ free loopback ports and stop all of them when they exit, Ctrl-C and SIGTERM incl
 comes from wrk (`apt-get install wrk`) running bench/requests.lua over requests built and
 signed here beforehand, so the load generator only sends bytes.
 
-`python bench/common.py bare --port N [--reuse-port]` serves the bare app: read the form,
+`python bench/common.py bare --port N` serves the bare app: read the form,
 answer constant TwiML, on uvloop. It is the baseline router's webhooks are compared with.
 """
 
@@ -244,7 +244,7 @@ def cpu_seconds(session: int) -> float:
 
 @dataclass(frozen=True)
 class Server:
-    """A server under test: its process (with taskset, the process taskset became)."""
+    """A server under test. taskset execs what it pins, so the process is the server's."""
 
     name: str
     process: subprocess.Popen[bytes]
@@ -324,30 +324,24 @@ def start_router(
     cpus: str | None,
     log_level: str = "info",
     workers: int = 1,
-    name: str = "router",
 ) -> Server:
     """`python -m router serve` as a user starts it, on Redis; ready when this returns."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = router_env(redis_url, url, started.log_dir / f"{name}-data", log_level=log_level)
+    env = router_env(redis_url, url, started.log_dir / "router-data", log_level=log_level)
     argv = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    server = Server(name, started.start(name, argv, cpus=cpus, env=env), url)
+    server = Server("router", started.start("router", argv, cpus=cpus, env=env), url)
     wait_ready(server)
     return server
 
 
-def start_bare(
-    started: Processes, *, cpus: str | None, port: int | None = None, name: str = "bare"
-) -> Server:
-    """The bare app in its own process; with `port`, shares it (SO_REUSEPORT) with others."""
-    shared = port is not None
-    port = port or free_port()
+def start_bare(started: Processes, *, cpus: str | None) -> Server:
+    """The bare app in a process of its own, on uvloop; ready when this returns."""
+    port = free_port()
     argv = [sys.executable, __file__, "bare", "--port", str(port)]
-    if shared:
-        argv.append("--reuse-port")
-    server = Server(name, started.start(name, argv, cpus=cpus), f"http://127.0.0.1:{port}")
+    server = Server("bare", started.start("bare", argv, cpus=cpus), f"http://127.0.0.1:{port}")
     wait_ready(server)
     return server
 
@@ -798,7 +792,7 @@ def bare_app() -> web.Application:
     return app
 
 
-def serve(app: web.Application, port: int, *, reuse_port: bool = False) -> None:
+def serve(app: web.Application, port: int) -> None:
     """Serve `app` on 127.0.0.1:`port` on uvloop, without access log."""
     # Imported here so that a machine without uvloop still gets `missing_tools`'s message.
     import uvloop
@@ -807,7 +801,6 @@ def serve(app: web.Application, port: int, *, reuse_port: bool = False) -> None:
         app,
         host="127.0.0.1",
         port=port,
-        reuse_port=reuse_port,
         access_log=None,
         print=None,
         loop=uvloop.new_event_loop(),
@@ -819,9 +812,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bare = sub.add_parser("bare", help="read the form, answer constant TwiML")
     bare.add_argument("--port", type=int, required=True)
-    bare.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
     args = parser.parse_args(argv)
-    serve(bare_app(), args.port, reuse_port=args.reuse_port)
+    serve(bare_app(), args.port)
     return 0
 
 
