@@ -21,6 +21,7 @@ import http.client
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -574,6 +575,8 @@ class Load:
     max_ms: float
     # connect, read, write, timeout: transport errors; status: answers >= 400.
     errors: Mapping[str, int]
+    # Share of a core wrk itself used: near 1.0, wrk rather than the server may be the limit.
+    wrk_cpu: float
 
     @property
     def rps(self) -> float:
@@ -613,7 +616,10 @@ def wrk(
         "--",
         *script_args,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=seconds + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_seconds = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
@@ -627,6 +633,7 @@ def wrk(
         p99_ms=latency["p99"],
         max_ms=latency["max"],
         errors={k: v for k, v in figures["errors"].items() if v},
+        wrk_cpu=round(wrk_seconds / figures["duration_s"], 3) if figures["duration_s"] else 0.0,
     )
 
 
@@ -693,6 +700,7 @@ class Phase:
             "p99_ms": self.load.p99_ms,
             "max_ms": self.load.max_ms,
             "errors": dict(self.load.errors),
+            "wrk_cpu": self.load.wrk_cpu,
             "server_cpu_us_per_req": self.server_us_per_req,
             "redis_cpu_us_per_req": self.redis_us_per_req,
             "capacity_rps": self.capacity_rps,
@@ -755,7 +763,7 @@ class Bench:
         print(
             f"  {name:<30} {load.rps:>8.0f} req/s  p50 {load.p50_ms:6.2f}"
             f"  p99 {load.p99_ms:6.2f} ms  server {phase.server_us_per_req:5.0f} us/req"
-            f"  busy {phase.core_busy:4.2f}"
+            f"  busy {phase.core_busy:4.2f}  wrk cpu {load.wrk_cpu:4.2f}"
             + (f"  redis cmds {hot_path_commands(commands)}" if self.stats else "")
             + (f"  ERRORS {dict(load.errors)}" if load.errors else ""),
             flush=True,
