@@ -73,7 +73,7 @@ def make_call_records(settings: Settings, store: Store) -> CallRecords:
 
     if isinstance(store, RedisStore):
         return RedisCallRecords(store.client, settings.call_record_ttl_seconds)
-    return MemoryCallRecords(settings.call_record_ttl_seconds)
+    return MemoryCallRecords(settings.call_record_ttl_seconds, settings.call_records_max)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

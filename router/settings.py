@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     sip_budget_seconds: float = Field(default=7.5, gt=0, le=30)
     apology_message: str = "Sorry, we cannot take your call right now. Please try again later."
     call_record_ttl_seconds: int = Field(default=86_400, ge=60)
+    # The embedded store keeps call records in process: at most this many decisions and
+    # as many statuses (about 1.5 KB per call with both), the oldest dropped first.
+    call_records_max: int = Field(default=200_000, ge=1000)
     # Shared secret a SIP edge sends as `Authorization: Bearer ...` to `/sip/route`.
     # Unset: the SIP edge endpoint refuses every request (fail closed).
     sip_edge_secret: SecretStr | None = None

@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 @routes.get("/call/{callId}")
 async def find_one(request: web.Request) -> web.Response:
     org = authenticate(request)
-    record = await request.app[CALL_RECORDS].get(request.match_info["callId"])
-    if record is None or record.org_id != org.id:
+    record = await request.app[CALL_RECORDS].get(org.id, request.match_info["callId"])
+    if record is None:
         raise not_found("Call")
     return json_response(record.to_wire())

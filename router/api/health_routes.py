@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
 from aiohttp import web
 
 from router.api.edge import json_response
 from router.state import METRICS, NUMBER_CACHE, STORE
 from router.store.interface import StoreUnavailable
 
+log = structlog.get_logger("router.health")
 routes = web.RouteTableDef()
 
 READY_PING_TIMEOUT_SECONDS = 1.0
@@ -35,11 +37,16 @@ async def readyz(request: web.Request) -> web.Response:
         async with asyncio.timeout(READY_PING_TIMEOUT_SECONDS):
             await request.app[STORE].ping()
     except (StoreUnavailable, TimeoutError) as exc:
+        # The endpoint is unauthenticated: the store's address and driver error go to the
+        # log, the answer says only that the store is unavailable.
         detail = exc.detail if isinstance(exc, StoreUnavailable) else "ping timed out"
+        log.warning("readyz.store_unavailable", error=detail)
         cached = request.app[NUMBER_CACHE].known
         if cached:
-            return json_response({"status": "degraded", "store": detail, "cachedNumbers": cached})
-        return json_response({"status": "unavailable", "store": detail}, status=503)
+            return json_response(
+                {"status": "degraded", "store": "unavailable", "cachedNumbers": cached}
+            )
+        return json_response({"status": "unavailable", "store": "unavailable"}, status=503)
     return json_response({"status": "ready", "store": "ok"})
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import abc
 import json
 import time
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final, Generic, TypeVar
 
 from router.store import redis_keys as keys
 from router.store.interface import StoreUnavailable
@@ -103,7 +105,8 @@ class CallRecords(abc.ABC):
         self.ttl_seconds = ttl_seconds
 
     @abc.abstractmethod
-    async def get(self, call_id: str) -> CallRecord | None: ...
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
+        """The org's record of this provider call id; another org's is never seen."""
 
     @abc.abstractmethod
     async def put(self, record: CallRecord) -> None:
@@ -111,11 +114,11 @@ class CallRecords(abc.ABC):
         it is kept."""
 
     @abc.abstractmethod
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
         """Take the right to decide this call; False when another worker holds it."""
 
     @abc.abstractmethod
-    async def release(self, call_id: str) -> None: ...
+    async def release(self, org_id: str, call_id: str) -> None: ...
 
     @abc.abstractmethod
     async def update_status(
@@ -148,67 +151,123 @@ def apply_status(record: CallRecord, update: StatusUpdate) -> bool:
     return changed
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class ExpiringTable(Generic[K, V]):
+    """A dict whose entries expire `ttl` seconds after they were first written, with at
+    most `max_entries` of them (the oldest make room).
+
+    Every entry lives the same time, so the order entries were written in is the order
+    they expire in: a queue of (expiry, key) beside the dict finds the expired ones from
+    its front. Each write removes what has expired since the last, a bounded number at a
+    time, so a write costs the same with a million entries as with one; reads never
+    return an expired entry, whether or not it was removed yet.
+    """
+
+    # Entries a write removes at most: a write after a long idle spell stays quick, and
+    # the rest go with the next writes (reads ignore them meanwhile).
+    EXPIRED_PER_WRITE: Final = 64
+
+    def __init__(
+        self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._items: dict[K, tuple[float, V]] = {}
+        self._order: deque[tuple[float, K]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        return None if item is None or item[0] <= self._clock() else item[1]
+
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Write `value` under `key`, expiring `ttl` (default: the table's) from now. An
+        entry that is still live keeps its expiry when it is written again."""
+        now = self._clock()
+        self._expire(now)
+        item = self._items.get(key)
+        if item is not None and item[0] > now:
+            self._items[key] = (item[0], value)
+            return
+        expiry = now + (self.ttl if ttl is None else ttl)
+        self._items[key] = (expiry, value)
+        self._order.append((expiry, key))
+        while len(self._items) > self.max_entries:
+            self._drop_oldest()
+
+    def pop(self, key: K) -> None:
+        # Its queue entry stays until its turn comes; `_expire` then finds no match.
+        self._items.pop(key, None)
+
+    def _expire(self, now: float) -> None:
+        order = self._order
+        for _ in range(self.EXPIRED_PER_WRITE):
+            if not order or order[0][0] > now:
+                return
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        expiry, key = self._order.popleft()
+        item = self._items.get(key)
+        if item is not None and item[0] == expiry:  # not rewritten since
+            del self._items[key]
+
+
 class MemoryCallRecords(CallRecords):
     """In-process records for the embedded store: one worker, expiring entries. As in
-    Redis, a call's decision and its status are kept apart and merged on read."""
+    Redis, a call's decision and its status are kept apart, as JSON, and merged on read.
 
-    def __init__(self, ttl_seconds: int) -> None:
+    Memory is bounded: at most `max_records` decisions and as many statuses are kept
+    (the oldest go first when a day brings more calls than that). Kept as text, a
+    million records are a million strings, which the garbage collector does not walk.
+    """
+
+    def __init__(self, ttl_seconds: int, max_records: int = 200_000) -> None:
         super().__init__(ttl_seconds)
-        self._decided: dict[str, tuple[float, CallRecord]] = {}
-        self._statuses: dict[str, tuple[float, CallRecord]] = {}
-        self._locks: dict[str, float] = {}
+        # Keyed by (org id, provider call id).
+        self._decided: ExpiringTable[tuple[str, str], str] = ExpiringTable(ttl_seconds, max_records)
+        self._statuses: ExpiringTable[tuple[str, str], str] = ExpiringTable(
+            ttl_seconds, max_records
+        )
+        self._locks: ExpiringTable[tuple[str, str], bool] = ExpiringTable(ttl_seconds, max_records)
 
-    def _expire(self) -> None:
-        now = time.monotonic()
-        if max(len(self._decided), len(self._statuses), len(self._locks)) > 10_000:
-            self._decided = {k: v for k, v in self._decided.items() if v[0] > now}
-            self._statuses = {k: v for k, v in self._statuses.items() if v[0] > now}
-            self._locks = {k: v for k, v in self._locks.items() if v > now}
-
-    @staticmethod
-    def _live(table: dict[str, tuple[float, CallRecord]], call_id: str) -> CallRecord | None:
-        item = table.get(call_id)
-        return None if item is None or item[0] <= time.monotonic() else item[1]
-
-    def _merged(self, call_id: str) -> CallRecord | None:
-        decided = self._live(self._decided, call_id)
-        status = self._live(self._statuses, call_id)
-        if decided is None:
-            return None if status is None else replace(status)
-        return replace(decided) if status is None else with_status(replace(decided), status)
-
-    async def get(self, call_id: str) -> CallRecord | None:
-        return self._merged(call_id)
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
+        key = (org_id, call_id)
+        return _merged(self._statuses.get(key), self._decided.get(key))
 
     async def put(self, record: CallRecord) -> None:
-        self._expire()
-        if self._live(self._decided, record.call_id) is None:
-            self._decided[record.call_id] = (time.monotonic() + self.ttl_seconds, record)
+        key = (record.org_id, record.call_id)
+        if self._decided.get(key) is None:
+            self._decided.put(key, _dumps(record.to_wire()))
 
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
-        now = time.monotonic()
-        if self._locks.get(call_id, 0.0) > now:
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
+        if self._locks.get((org_id, call_id)):
             return False
-        self._locks[call_id] = now + ttl_ms / 1000
+        self._locks.put((org_id, call_id), True, ttl=ttl_ms / 1000)
         return True
 
-    async def release(self, call_id: str) -> None:
-        self._locks.pop(call_id, None)
+    async def release(self, org_id: str, call_id: str) -> None:
+        self._locks.pop((org_id, call_id))
 
     async def update_status(
         self, base: CallRecord, update: StatusUpdate
     ) -> tuple[CallRecord, bool]:
-        self._expire()
-        status = self._live(self._statuses, base.call_id)
-        if status is not None and status.phone_number_id != base.phone_number_id:
+        key = (base.org_id, base.call_id)
+        kept = self._statuses.get(key)
+        status = replace(base) if kept is None else CallRecord.from_wire(json.loads(kept))
+        if status.phone_number_id != base.phone_number_id:
             raise CallOwnedElsewhere(base.call_id)
-        first = status is None
-        if status is None:
-            status = replace(base)
-            self._statuses[base.call_id] = (time.monotonic() + self.ttl_seconds, status)
         # The first status event of a call is news even when it is the initial `ringing`.
-        changed = apply_status(status, update) or first
-        record = self._merged(base.call_id)
+        changed = apply_status(status, update) or kept is None
+        text = _dumps(status.to_wire())
+        self._statuses.put(key, text)
+        record = _merged(text, self._decided.get(key))
         assert record is not None  # the status record was just written
         return record, changed
 
@@ -223,10 +282,10 @@ class RedisCallRecords(CallRecords):
         self._release_script = client.register_script(keys.RELEASE_SCRIPT)
         self._token = f"{time.time_ns()}-{id(self)}"
 
-    async def get(self, call_id: str) -> CallRecord | None:
+    async def get(self, org_id: str, call_id: str) -> CallRecord | None:
         try:
             status, decided = await self._client.mget(
-                keys.call_record(call_id), keys.call_decision(call_id)
+                keys.call_record(org_id, call_id), keys.call_decision(org_id, call_id)
             )
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
@@ -235,7 +294,7 @@ class RedisCallRecords(CallRecords):
     async def put(self, record: CallRecord) -> None:
         try:
             await self._client.set(
-                keys.call_decision(record.call_id),
+                keys.call_decision(record.org_id, record.call_id),
                 _dumps(record.to_wire()),
                 ex=self.ttl_seconds,
                 nx=True,
@@ -243,19 +302,22 @@ class RedisCallRecords(CallRecords):
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
-    async def claim(self, call_id: str, ttl_ms: int) -> bool:
+    async def claim(self, org_id: str, call_id: str, ttl_ms: int) -> bool:
         try:
             taken = await self._client.set(
-                keys.call_lock(call_id), self._token, px=ttl_ms + keys.CALL_LOCK_EXTRA_MS, nx=True
+                keys.call_lock(org_id, call_id),
+                self._token,
+                px=ttl_ms + keys.CALL_LOCK_EXTRA_MS,
+                nx=True,
             )
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
         return bool(taken)
 
-    async def release(self, call_id: str) -> None:
+    async def release(self, org_id: str, call_id: str) -> None:
         try:
             # Only our own lock: one that expired and was taken by another worker stays.
-            await self._release_script(keys=[keys.call_lock(call_id)], args=[self._token])
+            await self._release_script(keys=[keys.call_lock(org_id, call_id)], args=[self._token])
         except REDIS_FAILURES as exc:
             raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
 
@@ -271,7 +333,10 @@ class RedisCallRecords(CallRecords):
         }
         try:
             changed, status, decided = await self._status_script(
-                keys=[keys.call_record(base.call_id), keys.call_decision(base.call_id)],
+                keys=[
+                    keys.call_record(base.org_id, base.call_id),
+                    keys.call_decision(base.org_id, base.call_id),
+                ],
                 args=[_dumps(event), _dumps(base.to_wire()), self.ttl_seconds],
             )
         except REDIS_FAILURES as exc:

@@ -68,9 +68,7 @@ async def _timed_out(*_: Any) -> AssistantRequestResult:
     return AssistantRequestResult("failed", "timeout")
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """A decided call: the decision and how it was reached, for the log."""
 
@@ -263,7 +261,7 @@ class Inbound:
         )
         try:
             while True:
-                record = await self.records.get(call_id)
+                record = await self.records.get(number.org_id, call_id)
                 if record is not None and record.decision is not None:
                     if record.phone_number_id != number.id:
                         # Another number's call id (a forged or colliding request): its
@@ -273,7 +271,7 @@ class Inbound:
                             self._unrecorded(number, await self._decide(number, call, requester))
                         )
                     return Outcome(Decision.from_dict(record.decision), replayed=True)
-                if await self.records.claim(call_id, budget_ms):
+                if await self.records.claim(number.org_id, call_id, budget_ms):
                     break
                 await asyncio.sleep(POLL_SECONDS)  # another worker is deciding this call
         except StoreUnavailable as exc:
@@ -287,7 +285,7 @@ class Inbound:
             log.warning("inbound.record_not_written", call_id=call_id, detail=exc.detail)
             decision = self._unrecorded(number, decision)
         finally:
-            self.tasks.spawn(self._release(call_id), name=f"release:{call_id}")
+            self.tasks.spawn(self._release(number.org_id, call_id), name=f"release:{call_id}")
         return Outcome(decision)
 
     def _unrecorded(self, number: AnyPhoneNumber, decision: Decision) -> Decision:
@@ -304,9 +302,9 @@ class Inbound:
             number, reasons.FAILED, apology=self.settings.apology_message, step=step
         )
 
-    async def _release(self, call_id: str) -> None:
+    async def _release(self, org_id: str, call_id: str) -> None:
         with contextlib.suppress(StoreUnavailable):  # the lock expires on its own
-            await self.records.release(call_id)
+            await self.records.release(org_id, call_id)
 
     @staticmethod
     def _record(number: AnyPhoneNumber, call: InboundCall, decision: Decision) -> CallRecord:

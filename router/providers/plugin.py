@@ -44,17 +44,13 @@ CALL_STATUSES: Final = (
 FINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class WebhookRequest:
     """What a provider needs of an inbound HTTP request, without aiohttp.
 
     `url` is the URL the provider signed: the public base URL, the path and the query
     string exactly as received. `params` holds the form fields of a form POST, or the
-    query fields of a GET; `form` the same fields of a form POST as the list they were
-    parsed into, in the order sent (None for any other request). `headers` must be
-    case-insensitive.
+    query fields of a GET. `headers` must be case-insensitive.
     """
 
     method: str
@@ -66,7 +62,6 @@ class WebhookRequest:
     params: MultiMapping[str]
     received_at: float  # loop.time()
     wall_time: float  # time.time()
-    form: list[tuple[str, str]] | None = None
 
     @classmethod
     def create(
@@ -95,10 +90,8 @@ class WebhookRequest:
         )
         verb = method.upper()
         params: MultiMapping[str] = query if verb == "GET" else _NO_PARAMS
-        form = None
         if verb != "GET" and is_form(ci_headers):
-            form = form_pairs(body)
-            params = MultiDictProxy(MultiDict(form))
+            params = MultiDictProxy(MultiDict(form_pairs(body)))
         return cls(
             method=verb,
             url=url,
@@ -109,7 +102,6 @@ class WebhookRequest:
             params=params,
             received_at=received_at,
             wall_time=wall_time,
-            form=form,
         )
 
 
@@ -168,9 +160,7 @@ class MalformedWebhook(Exception):
         self.reason = reason
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Rendered:
     """An HTTP answer for the provider. `warnings` name what render had to drop, for logs."""
 
@@ -205,9 +195,7 @@ class StatusEvent:
     from_number: str | None = None  # the caller, for a record the event creates
 
 
-# Built on every webhook and never changed after; not `frozen`, which makes construction
-# several times dearer (one `object.__setattr__` call per field).
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RenderContext:
     """What render needs besides the decision: where the runtime is and the call's id."""
 

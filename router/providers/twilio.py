@@ -21,8 +21,7 @@ import hmac
 import json
 import re
 from collections.abc import Sequence
-from functools import lru_cache
-from typing import Any, Final
+from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
@@ -70,7 +69,7 @@ _SIP_CALLER_ID_CHARS: Final = frozenset(
 
 def compute_signature(token: str, url: str, params: MultiMapping[str] | None) -> str:
     """X-Twilio-Signature of `url` and the form `params` (None for GET and hashed bodies)."""
-    digest = _hmac_sha1(token, text_bytes(url) + signing_bytes(params))
+    digest = hmac.digest(token.encode(), text_bytes(url) + signing_bytes(params), "sha1")
     return binascii.b2a_base64(digest, newline=False).decode()
 
 
@@ -81,7 +80,7 @@ def signing_bytes(params: MultiMapping[str] | None) -> bytes:
         return b""
     if isinstance(params, _CASE_SENSITIVE) and not isinstance(params, _CASE_INSENSITIVE):
         # Case-sensitive names: a name's values are exactly its pairs.
-        return signing_fields(list(params.items()))
+        return signing_fields(params.items())
     # Any other mapping: its own `getall` says which values are a name's.
     values = {name: set(params.getall(name)) for name in params}
     signed = "".join(name + value for name in sorted(values) for value in sorted(values[name]))
@@ -90,42 +89,6 @@ def signing_bytes(params: MultiMapping[str] | None) -> bytes:
 
 _CASE_SENSITIVE: Final = (MultiDict, MultiDictProxy)
 _CASE_INSENSITIVE: Final = (CIMultiDict, CIMultiDictProxy)
-# HMAC's pads (RFC 2104) as byte translations: XOR with 0x36 (inner) and 0x5C (outer).
-_INNER_PAD: Final = bytes(byte ^ 0x36 for byte in range(256))
-_OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
-_SHA1_BLOCK_BYTES: Final = 64
-
-
-@lru_cache(maxsize=1024)
-def _keyed_sha1(token: str) -> tuple[Any, Any]:
-    """HMAC-SHA1's inner and outer hashes with the token's padded key already fed in.
-
-    What `hmac.new(key, digestmod=hashlib.sha1)` starts each time, started once per
-    token: a webhook then costs two hash copies, not a new HMAC context from OpenSSL
-    (several times dearer for a 1 KiB form). Like the token, they are secrets in this
-    process's memory; the 1,024 most recently used tokens are kept, so a token rotated
-    away or a deleted number's stays until it is pushed out.
-    """
-    key = token.encode()
-    if len(key) > _SHA1_BLOCK_BYTES:
-        key = _sha1(key).digest()
-    key = key.ljust(_SHA1_BLOCK_BYTES, b"\0")
-    return _sha1(key.translate(_INNER_PAD)), _sha1(key.translate(_OUTER_PAD))
-
-
-def _sha1(data: bytes) -> Any:
-    # HMAC-SHA1 is the scheme Twilio signs with; SHA-1's collisions do not weaken HMAC.
-    return hashlib.sha1(data)  # noqa: S324
-
-
-def _hmac_sha1(token: str, message: bytes) -> bytes:
-    """`hmac.digest(token.encode(), message, "sha1")`."""
-    started_inner, started_outer = _keyed_sha1(token)
-    inner = started_inner.copy()
-    inner.update(message)
-    outer = started_outer.copy()
-    outer.update(inner.digest())
-    return outer.digest()  # type: ignore[no-any-return]
 
 
 def _signed_by_any(tokens: Sequence[str], urls: Sequence[str], fields: bytes, given: bytes) -> bool:
@@ -134,7 +97,8 @@ def _signed_by_any(tokens: Sequence[str], urls: Sequence[str], fields: bytes, gi
         # Without ROUTER_PUBLIC_URL the URL holds the Host header as sent.
         message = text_bytes(url) + fields
         for token in tokens:
-            expected = binascii.b2a_base64(_hmac_sha1(token, message), newline=False)
+            digest = hmac.digest(token.encode(), message, "sha1")
+            expected = binascii.b2a_base64(digest, newline=False)
             if hmac.compare_digest(expected, given):
                 return True
     return False
@@ -249,11 +213,7 @@ class TwilioProvider:
 
         # The fields are sorted once for every URL form and token tried; the other URL forms
         # are only made when the URL as received does not match (it does for a right one).
-        fields = (
-            signing_fields(req.form)  # the list the form was parsed into: no copy to make
-            if params is req.params and req.form is not None
-            else signing_bytes(params)
-        )
+        fields = signing_bytes(params)
         given = text_bytes(signature)
         if not _signed_by_any(tokens, (req.url,), fields, given) and not _signed_by_any(
             tokens, url_variants(req.url)[1:], fields, given

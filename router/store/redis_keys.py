@@ -7,6 +7,8 @@ small (a few KiB per number) and reads are served by each worker's cache.
 
 from __future__ import annotations
 
+import hashlib
+
 PREFIX = "router"
 CONFIG_TAG = "{router}"  # hash tag: all configuration keys live in one cluster slot
 
@@ -58,7 +60,20 @@ def script_keys(kind: str, org_id: str, doc_id: str) -> list[str]:
 # The write scripts: each checks, claims, stores, indexes and PUBLISHes atomically, so an
 # acknowledged write has always published its invalidation. KEYS: `script_keys(...)`.
 # Lua: builds the invalidation message (the wire format other workers parse).
+# Writes carry a deadline (epoch milliseconds): the client stops waiting for an answer at
+# its socket timeout and tells the API caller the write was not applied, so a script that
+# only runs later (Redis frozen, then resumed, with the command still queued) must not
+# apply it. The deadline is set well before the timeout (`WRITE_DEADLINE_MARGIN_SECONDS`):
+# a script that runs in time has its answer back before the client gives up. Redis's clock
+# is compared with router's: hosts must agree within that margin (NTP does).
+WRITE_DEADLINE_MARGIN_SECONDS = 0.5
+
 _LUA_MESSAGE = """
+local function late(deadline_ms)
+  local now = redis.call('TIME')
+  return tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) > tonumber(deadline_ms)
+end
+
 local function message(kind, id, org, changed)
   local parts = {}
   for _, key in ipairs(changed) do parts[#parts + 1] = cjson.encode(key) end
@@ -68,10 +83,12 @@ end
 """
 
 # KEYS: doc, created index, updated index, search hash, claims, claim-of.
-# ARGV: channel, kind, org id, id, doc JSON, created score, updated score, search text, key|"".
+# ARGV: channel, kind, org id, id, doc JSON, created score, updated score, search text, key|"",
+# deadline (epoch ms). Each write script answers {'late'} and changes nothing past it.
 CREATE_SCRIPT = (
     _LUA_MESSAGE
     + """
+if late(ARGV[10]) then return {'late'} end
 local id, key = ARGV[4], ARGV[9]
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
 local changed = {}
@@ -95,6 +112,7 @@ return {'ok'}
 REPLACE_SCRIPT = (
     _LUA_MESSAGE
     + """
+if late(ARGV[10]) then return {'late'} end
 local id, new = ARGV[4], ARGV[9]
 if not redis.call('ZSCORE', KEYS[2], id) then return {'notfound'} end
 if new ~= '' then
@@ -123,10 +141,12 @@ return {'ok', old or ''}
 """
 )
 
-# Same KEYS as create. ARGV: channel, kind, org id, id. Returns {removed JSON, old key} or nil.
+# Same KEYS as create. ARGV: channel, kind, org id, id, deadline (epoch ms). Returns
+# {removed JSON, old key}, nil when there was nothing to remove, or {'late'}.
 DELETE_SCRIPT = (
     _LUA_MESSAGE
     + """
+if late(ARGV[5]) then return {'late'} end
 local id = ARGV[4]
 if not redis.call('ZSCORE', KEYS[2], id) then return false end
 local body = redis.call('GET', KEYS[1])
@@ -152,21 +172,28 @@ return {body, old or ''}
 CALL_LOCK_EXTRA_MS = 1_000  # a decision lock outlives its budget a little: render and write
 
 
-def call_record(call_id: str) -> str:
-    """String: the call's status record JSON (its decision is `call_decision`), with a TTL."""
-    return f"{PREFIX}:call:{{{call_id}}}:record"
+def org_scope(org_id: str) -> str:
+    """A fixed-length tag of an org, for keys of call ids (which callers choose): with it
+    last, no call id of one org can spell another org's key."""
+    return hashlib.sha256(org_id.encode()).hexdigest()[:20]
 
 
-def call_decision(call_id: str) -> str:
+def call_record(org_id: str, call_id: str) -> str:
+    """String: the call's status record JSON (its decision is `call_decision`), with a TTL.
+    Scoped to the org: a call id one org's webhook names never reaches another's record."""
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:record"
+
+
+def call_decision(org_id: str, call_id: str) -> str:
     """String: the record as its decision was first written (SET NX), with a TTL. Kept apart
     from the status record: the status script re-encodes that one with Lua's cjson, which
     would mangle the customer's transient config (`[]` becomes `{}`, digits are lost)."""
-    return f"{PREFIX}:call:{{{call_id}}}:decision"
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:decision"
 
 
-def call_lock(call_id: str) -> str:
-    """String: the worker deciding this call right now (SET NX PX)."""
-    return f"{PREFIX}:call:{{{call_id}}}:lock"
+def call_lock(org_id: str, call_id: str) -> str:
+    """String: the worker deciding this org's call right now (SET NX PX)."""
+    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:lock"
 
 
 # Update a call record's status unless it would move a final status back, or an older

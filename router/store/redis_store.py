@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -153,6 +154,8 @@ class RedisStore(Store):
             result = await self._create(
                 keys.script_keys(kind, doc["orgId"], doc["id"]), self._args(kind, doc, unique_key)
             )
+        if result[0] == "late":
+            raise self._late()
         if result[0] == "conflict":
             raise await self._conflict(kind, unique_key or "", result[1])
         if result[0] == "exists":
@@ -165,6 +168,8 @@ class RedisStore(Store):
             result = await self._replace(
                 keys.script_keys(kind, doc["orgId"], doc["id"]), self._args(kind, doc, unique_key)
             )
+        if result[0] == "late":
+            raise self._late()
         if result[0] == "notfound":
             raise NotFound(f"{kind} {doc['id']} not found")
         if result[0] == "conflict":
@@ -177,10 +182,12 @@ class RedisStore(Store):
         with self._calls():
             result = await self._delete(
                 keys.script_keys(kind, org_id, doc_id),
-                [keys.INVALIDATION_CHANNEL, kind, org_id, doc_id],
+                [keys.INVALIDATION_CHANNEL, kind, org_id, doc_id, self._deadline_ms()],
             )
         if result is None:
             return None
+        if result[0] == "late":
+            raise self._late()
         raw, old_key = result
         self._dispatch(Invalidation(kind, doc_id, org_id, _keys_of(old_key or None)))
         removed: Doc | None = json.loads(raw) if raw else None
@@ -290,7 +297,18 @@ class RedisStore(Store):
             to_micros(doc["updatedAt"]),
             self.search_text(kind, doc),
             unique_key or "",
+            self._deadline_ms(),
         ]
+
+    def _deadline_ms(self) -> int:
+        """When a write sent now must no longer be applied: before this client stops
+        waiting for its answer (`keys.WRITE_DEADLINE_MARGIN_SECONDS`)."""
+        margin = min(keys.WRITE_DEADLINE_MARGIN_SECONDS, self._socket_timeout / 2)
+        return int((time.time() + self._socket_timeout - margin) * 1000)
+
+    def _late(self) -> StoreUnavailable:
+        log.warning("redis.write_late", url=self._safe_url)
+        return StoreUnavailable("Redis is unavailable: it ran the write after its deadline")
 
     async def _conflict(self, kind: str, key: str, owner_id: str) -> Conflict:
         # Read after the script: the owner may be gone by now, the id in the message still helps.

@@ -142,11 +142,10 @@ def test_check_script_runs_the_dockerfile_install_steps(instructions: list[Instr
         "pip wheel --no-deps --wheel-dir /wheels .",
         "python -m venv /opt/router",
         "/opt/router/bin/pip install /wheels/router-*.whl",
-        # the C module was built (gcc in the build stage), not silently left out
-        "apt-get install -y --no-install-recommends gcc libc6-dev",
-        '/opt/router/bin/python -c "import router._speedups"',
     ):
         assert step in run, step
+    # router is pure Python: nothing to compile, so no compiler in the image's build
+    assert "gcc" not in run
 
     script = CHECK_SCRIPT.read_text()
     assert 'cp "$repo/pyproject.toml" "$repo/README.md" "$work/src/"' in script
@@ -154,7 +153,7 @@ def test_check_script_runs_the_dockerfile_install_steps(instructions: list[Instr
     assert '-m pip wheel --quiet --no-deps --wheel-dir "$work/wheels" .' in script
     assert '-m venv "$work/venv"' in script
     assert '"$work/venv/bin/pip" install --quiet "${wheels[@]}"' in script
-    assert 'python -c "import router._speedups"' in script
+    assert '[[ "${wheels[0]}" == *-py3-none-any.whl ]]' in script
     assert os.access(CHECK_SCRIPT, os.X_OK)
 
     ignore = (DEPLOY / "Dockerfile.dockerignore").read_text().split()

@@ -1,19 +1,20 @@
-"""TwiML escaping: every value escaped the same whether its escaped form was kept or not."""
+"""TwiML escaping: markup, quotes and what XML 1.0 cannot carry, at any length."""
 
 from __future__ import annotations
 
 from router.providers import twiml
 
 
-def test_attribute_escaping_is_the_same_for_short_kept_and_long_values() -> None:
+def test_attribute_escaping_covers_markup_quotes_and_whitespace_at_any_length() -> None:
     unsafe = 'a&b<c>"d\te\nf\rg\x00h'
     expected = "a&amp;b&lt;c&gt;&quot;d&#9;e&#10;f&#13;gh"
     assert twiml.xml_attr(unsafe) == expected
-    assert twiml.xml_attr(unsafe) == expected  # the kept form
-    long_value = unsafe * 100  # over the kept size: escaped every time, never kept
-    before = twiml._attr_kept.cache_info().currsize
-    assert twiml.xml_attr(long_value) == expected * 100
-    assert twiml._attr_kept.cache_info().currsize == before
+    assert twiml.xml_attr(unsafe * 100) == expected * 100
+
+
+def test_text_escaping_leaves_quotes_and_drops_forbidden_characters() -> None:
+    assert twiml.xml_text('say "<hi>" & bye\x00') == 'say "&lt;hi&gt;" &amp; bye'
+    assert twiml.xml_text("plain") == "plain"
 
 
 def test_clean_drops_what_xml_cannot_carry_at_any_length() -> None:

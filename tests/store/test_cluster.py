@@ -484,7 +484,7 @@ async def test_call_records_spread_over_slots_are_written_and_read_back(
             record = await response.json()
         assert record["callId"] == sid
         assert record["decision"] is not None
-    assert len({cluster.node_for(keys.call_decision(sid)).name for sid in sids}) > 1
+    assert len({cluster.node_for(keys.call_decision("default", sid)).name for sid in sids}) > 1
 
     status, again = await twilio(client, "/twilio/voice", voice_form(sids[0]))
     assert (status, asked) == (200, sids)

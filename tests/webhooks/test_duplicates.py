@@ -4,6 +4,7 @@ second assistant-request."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -158,6 +159,9 @@ async def test_a_call_id_never_replays_another_numbers_decision(
     forged = voice_form(sid, To=other_number, Called=other_number, AccountSid=OTHER_ACCOUNT_SID)
     theirs = await router.post(forged, token=OTHER_TOKEN)
     assert stream_parameters(theirs.root)["targetId"] == "asst-of-other"  # decided afresh
-    assert logs.named("inbound.call_id_of_another_number")
+    # Records are the org's: theirs is a record of its own, ours was never in its way.
+    assert not logs.named("inbound.call_id_of_another_number")
+    _, their_record = await router.call_record(sid, key=OTHER_KEY)
+    assert "asst-of-other" in json.dumps(their_record["decision"]["outcome"])
     again = await router.voice(voice_form(sid))  # the first number still replays its own
     assert stream_parameters(again.root)["targetId"] == "asst-of-default"

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from .conftest import Customer, Logs, MakeRouter, Reply, call_sid, stream_parameters, voice_form
+from .conftest import (
+    ACCOUNT_SID,
+    API_KEY,
+    TOKEN,
+    Customer,
+    Logs,
+    MakeRouter,
+    Reply,
+    call_sid,
+    stream_parameters,
+    voice_form,
+)
 
 BUDGET_SECONDS = 1.5
 STATIC_NUMBER = "+14155550100"
@@ -127,3 +139,47 @@ async def test_a_transient_assistant_without_its_record_takes_the_failure_branch
     answer = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER, Called=SERVER_NUMBER))
     assert answer.seconds < BUDGET_SECONDS
     assert dialled(answer.root).text == "+14155550188"
+
+
+async def test_a_write_answered_503_while_redis_hung_is_never_applied_later(
+    make_router: MakeRouter, redis_factory: Callable[[], PausableRedis], logs: Logs
+) -> None:
+    """Redis frozen (SIGSTOP) while a number is created, updated and deleted: each answer is
+    503 "not applied", and when Redis resumes and runs the queued commands, none of them
+    changes anything (they carry a deadline Redis checks); a retry then succeeds."""
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url)
+    kept = await router.create_number(number=SERVER_NUMBER, assistantId="asst-kept")
+
+    async def api(method: str, path: str, body: Mapping[str, str] | None = None) -> tuple[int, Any]:
+        async with router.client.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as response:
+            return response.status, await response.json()
+
+    body = {
+        "provider": "twilio",
+        "number": STATIC_NUMBER,
+        "twilioAccountSid": ACCOUNT_SID,
+        "twilioAuthToken": TOKEN,
+        "assistantId": "asst-new",
+    }
+    redis.pause()
+    try:
+        for method, path, payload in (
+            ("POST", "/phone-number", body),
+            ("PATCH", f"/phone-number/{kept['id']}", {"assistantId": "asst-changed"}),
+            ("DELETE", f"/phone-number/{kept['id']}", None),
+        ):
+            status, answer = await api(method, path, payload)
+            assert status == 503, (method, answer)
+            assert "not applied" in answer["message"]
+    finally:
+        redis.resume()
+    await asyncio.sleep(0.5)  # Redis runs what was queued while it was frozen
+
+    status, listed = await api("GET", "/phone-number")
+    assert status == 200
+    assert [(n["number"], n.get("assistantId")) for n in listed] == [(SERVER_NUMBER, "asst-kept")]
+    status, created = await api("POST", "/phone-number", body)
+    assert status == 201, created
