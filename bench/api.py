@@ -1,64 +1,70 @@
-"""Benchmark the Phone Numbers API on Redis against a bare aiohttp + Redis floor.
+"""What does router's Phone Numbers API cost next to a bare aiohttp + Redis app?
 
 Starts its own `redis-server` (no persistence), seeds numbers through router's own service
-code, then measures in the same run:
+code, then measures in the same run, with the same wrk load:
 
-- a baseline: a bare aiohttp app (this file, `--serve-baseline`) whose GET answers one
-  Redis GET of a stored number's JSON and whose POST does one Redis SET of the body;
-- `router serve`: `GET /phone-number/{id}` and `POST /phone-number` at a fixed concurrency,
+- a baseline: a bare aiohttp app on uvloop (this file, `--serve-baseline`) whose GET answers
+  one Redis GET of a stored number's JSON and whose POST does one Redis SET of the body;
+- `router serve`: `GET /phone-number/{id}` and `POST /phone-number` (a new number each),
   in rounds that alternate with the baseline so drift on a shared machine hits both alike;
-- `GET /v2/phone-number?page=1&limit=100` against the last page of the seeded numbers.
+- `GET /v2/phone-number?page=1&limit=100` against the last page, one request at a time.
 
-Servers and Redis are pinned to one core, the load generator (`bench/_load.py`, its own
-process) to the other. Figures are printed as a table and ratios; `--json` writes them all.
-Run: `python bench/api.py` (about a minute) or `python bench/api.py --quick`.
+Servers and Redis run on core 0, wrk on core 1. Run: `python bench/api.py` (about a minute)
+or `python bench/api.py --quick`. bench/README.md explains every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
-import http.client
 import json
 import os
 import shlex
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from _load import LoadResult, Request, merge, run_load
 from aiohttp import web
+from common import (
+    API_KEY,
+    ASSISTANT_ID,
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    Bench,
+    HttpRequest,
+    Phase,
+    Processes,
+    Server,
+    alternate,
+    can_pin,
+    free_port,
+    http_call,
+    missing_tools,
+    processes,
+    ratio,
+    serve,
+    sigterm_as_exit,
+    start_redis,
+    start_router,
+    wait_ready,
+    write_requests,
+)
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
 
-REPO = Path(__file__).resolve().parent.parent
-API_KEY = "bench-key"
 ORG_ID = "default"  # the org `ROUTER_API_KEY` belongs to
 BLOB_PREFIX = "bench:blob:"
 POST_PREFIX = "bench:post:"
-# Ids GET phases cycle through, and the blobs the baseline serves (copies of their docs).
-GET_IDS = 1000
+GET_IDS = 1000  # ids GET phases cycle through, and the blobs the baseline serves
 LIST_LIMIT = 100
-# A POST phase's numbers are +1415 followed by 7 digits counted from its round's block.
+# A POST phase's numbers are +1415 and 7 digits counted from its own block, so no phase
+# creates a number another did.
 POST_BLOCK = 1_000_000
-MAX_PHASE_REQUESTS = POST_BLOCK // 2  # far above what a phase's seconds allow; a hard bound
-SERVER_CPU = 0
-LOAD_CPU = 1
-START_TIMEOUT_SECONDS = 20.0
-STOP_TIMEOUT_SECONDS = 5.0
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -66,11 +72,10 @@ class Plan:
     """How much to measure; `--quick` shrinks every bound."""
 
     rounds: int
-    phase_seconds: float
-    warmup: int
-    concurrency: int
-    numbers: int
-    list_requests: int
+    seconds: int  # per phase
+    connections: int
+    numbers: int  # seeded
+    posts: int  # distinct numbers per POST phase: more than the phase can create
     pin: bool
 
     @property
@@ -78,131 +83,7 @@ class Plan:
         return self.numbers // LIST_LIMIT
 
 
-# --- processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _child_setup(cpu: int | None) -> Callable[[], None]:
-    """Runs in the child before exec: pin it, and have it die with this script."""
-
-    def setup() -> None:
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-        # SIGTERM when the bench dies, even by SIGKILL, so no server outlives it.
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return setup
-
-
-class Processes:
-    """The processes this run started; `stop_all` ends each: terminate, then kill."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self._log_dir = log_dir
-        self._started: list[tuple[str, subprocess.Popen[bytes], TextIO]] = []
-
-    def start(
-        self, name: str, argv: Sequence[str], *, cpu: int | None, env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = (self._log_dir / f"{name}.log").open("w")
-        process = subprocess.Popen(
-            list(argv),
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # Its own session: Ctrl-C reaches only the bench, which stops servers in order.
-            start_new_session=True,
-            # preexec_fn is unsafe with threads; the bench starts none.
-            preexec_fn=_child_setup(cpu),
-        )
-        self._started.append((name, process, log))
-        return process
-
-    def log_tail(self, name: str, lines: int = 20) -> str:
-        path = self._log_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop_all(self) -> None:
-        while self._started:
-            _, process, log = self._started.pop()
-            _end(process)
-            log.close()
-
-
-def _end(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_ready(
-    url: str,
-    process: subprocess.Popen[bytes],
-    name: str,
-    timeout_s: float = START_TIMEOUT_SECONDS,
-) -> None:
-    """Poll `url` until it answers 200 (within `timeout_s`); fail early if the process exits."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with {process.returncode}")
-        try:
-            status, _ = http_get(url)
-            if status == 200:
-                return
-        except OSError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} was not ready within {timeout_s:.0f} s")
-        time.sleep(0.05)
-
-
-def http_get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """One plain GET on 127.0.0.1 (for readiness and sanity checks)."""
-    rest = url.removeprefix("http://")
-    hostport, _, path = rest.partition("/")
-    host, _, port = hostport.partition(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
-    try:
-        connection.request("GET", "/" + path, headers=headers or {})
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU seconds a process's threads have run (Linux /proc), to the nanosecond if it can."""
-    try:
-        # schedstat: nanoseconds on a CPU, per thread; stat's ticks are 10 ms coarse.
-        return (
-            sum(
-                int((task / "schedstat").read_text().split()[0])
-                for task in Path(f"/proc/{pid}/task").iterdir()
-            )
-            / 1e9
-        )
-    except (OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        # After the command: utime and stime are the 12th and 13th fields, in clock ticks.
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-# --- the baseline server ----------------------------------------------------------------
+# --- the baseline ----------------------------------------------------------------------
 
 BASELINE_REDIS = web.AppKey("redis", Redis)
 
@@ -223,8 +104,7 @@ def baseline_app(redis_url: str) -> web.Application:
         raw = await request.app[BASELINE_REDIS].get(BLOB_PREFIX + request.match_info["id"])
         if raw is None:
             raise web.HTTPNotFound()
-        body = raw.encode() if isinstance(raw, str) else raw
-        return web.Response(body=body, content_type="application/json")
+        return web.Response(body=raw.encode(), content_type="application/json")
 
     posted = 0
 
@@ -247,31 +127,7 @@ def baseline_app(redis_url: str) -> web.Application:
     return app
 
 
-# --- request factories (pickled to the load process) -------------------------------------
-
-
-@dataclass(frozen=True)
-class CycleGet:
-    """GET `base + path` for each path in turn."""
-
-    base: str
-    paths: tuple[str, ...]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, i: int) -> Request:
-        return Request("GET", self.base + self.paths[i % len(self.paths)], None, self.headers)
-
-
-@dataclass(frozen=True)
-class CreateTwilio:
-    """POST a new twilio number, distinct for every `i`: +1415 and 7 digits from `start`."""
-
-    url: str
-    start: int
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, i: int) -> Request:
-        return Request("POST", self.url, create_body(f"+1415{self.start + i:07d}"), self.headers)
+# --- requests and seeding ----------------------------------------------------------------
 
 
 def create_body(number: str) -> bytes:
@@ -280,19 +136,26 @@ def create_body(number: str) -> bytes:
             "provider": "twilio",
             "number": number,
             "name": f"Bench {number}",
-            "twilioAccountSid": "AC0123456789abcdef0123456789abcdef",
-            "twilioAuthToken": "0123456789abcdef0123456789abcdef",
-            "assistantId": "3f0c4f4e-7a40-4d55-9d55-8c7e0b5b1a01",
+            "twilioAccountSid": TWILIO_ACCOUNT_SID,
+            "twilioAuthToken": TWILIO_AUTH_TOKEN,
+            "assistantId": ASSISTANT_ID,
             "server": {"url": "https://example.com/assistant-request", "timeoutSeconds": 20},
         }
     ).encode()
 
 
-# --- seeding --------------------------------------------------------------------------------
+def creates(target: str, headers: dict[str, str], block: int, count: int) -> list[HttpRequest]:
+    """`count` POSTs of new twilio numbers, +1415 and 7 digits from `block` * POST_BLOCK."""
+    start = block * POST_BLOCK
+    return [
+        HttpRequest("POST", target, headers, create_body(f"+1415{start + i:07d}"))
+        for i in range(count)
+    ]
 
 
 async def seed(redis_url: str, numbers: int, concurrency: int = 64) -> list[str]:
-    """Create `numbers` twilio numbers with router's own service (as the API would)."""
+    """Create `numbers` twilio numbers with router's own service (what the API would write,
+    validated alike); the baseline's blobs are copies of the first GET_IDS documents."""
     from router.manage.credential_service import Credentials
     from router.manage.documents import Codec
     from router.manage.number_service import PhoneNumbers
@@ -316,7 +179,6 @@ async def seed(redis_url: str, numbers: int, concurrency: int = 64) -> list[str]
                 ids.append((await service.create(ORG_ID, body)).id)
 
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
-        # The baseline serves byte-for-byte copies of the documents GET phases read.
         sample = ids[:GET_IDS]
         raws = await store.client.mget([keys.doc(KIND_PHONE_NUMBER, i) for i in sample])
         await store.client.mset(
@@ -327,362 +189,11 @@ async def seed(redis_url: str, numbers: int, concurrency: int = 64) -> list[str]
         await store.close()
 
 
-# --- measuring ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Target:
-    """A server under test."""
-
-    name: str
-    process: subprocess.Popen[bytes]
-    url: str
-
-
-@dataclass
-class Phase:
-    """One measured load against one server, with the CPU the server side spent on it."""
-
-    name: str
-    result: LoadResult
-    server_us_per_req: float
-    redis_us_per_req: float
-
-    @property
-    def cpu_us_per_req(self) -> float:
-        return self.server_us_per_req + self.redis_us_per_req
-
-    @property
-    def core_busy(self) -> float:
-        """Share of one core the server and Redis used at the measured rate.
-
-        Near 1.0 (pinned), the server side was the limit; well below, something else was
-        (the load generator, or other work on the machine), and req/s understates capacity.
-        """
-        return round(self.result.rps * self.cpu_us_per_req / 1e6, 3)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            **self.result.to_json(),
-            "server_cpu_us_per_req": self.server_us_per_req,
-            "redis_cpu_us_per_req": self.redis_us_per_req,
-            "core_busy": self.core_busy,
-        }
-
-
-@dataclass(frozen=True)
-class Bench:
-    """Runs loads against targets sharing one Redis, by the plan."""
-
-    plan: Plan
-    redis: subprocess.Popen[bytes]
-
-    def measure(
-        self,
-        name: str,
-        factory: Callable[[int], Request],
-        target: Target,
-        *,
-        expect: int,
-        concurrency: int | None = None,
-        count: int | None = None,
-        warmup: int | None = None,
-    ) -> Phase:
-        """One load (for `count` requests, else the plan's seconds), with the server side's CPU.
-
-        CPU is read before and after, so warm-up requests are counted in the per-request
-        figures too; idle servers use next to none.
-        """
-        warm = self.plan.warmup if warmup is None else warmup
-        pids = (target.process.pid, self.redis.pid)
-        before = [cpu_seconds(pid) for pid in pids]
-        result = run_load(
-            factory,
-            count=count or MAX_PHASE_REQUESTS,
-            duration_s=None if count else self.plan.phase_seconds,
-            concurrency=concurrency or self.plan.concurrency,
-            warmup=warm,
-            cpu=LOAD_CPU if self.plan.pin else None,
-            expect=(expect,),
-        )
-        served = max(1, result.count + warm)
-        server_us, redis_us = (
-            round((cpu_seconds(pid) - start) / served * 1e6, 1)
-            for pid, start in zip(pids, before, strict=True)
-        )
-        phase = Phase(name, result, server_us, redis_us)
-        print(
-            f"  {name:<14} {result.rps:>7.0f} req/s  p50 {result.p50_ms:6.2f} ms  "
-            f"p99 {result.p99_ms:6.2f} ms  server+redis {phase.cpu_us_per_req:5.0f} us/req  "
-            f"errors {result.errors}",
-            flush=True,
-        )
-        if result.errors:
-            print(f"    first error: {result.first_error}", flush=True)
-        return phase
-
-    def rounds(
-        self,
-        method: str,
-        expect: int,
-        sides: Sequence[tuple[Target, Callable[[int], Callable[[int], Request]]]],
-    ) -> list[list[Phase]]:
-        """Each side's phases over the plan's rounds: `sides` is (target, round -> factory)."""
-        phases: list[list[Phase]] = [[] for _ in sides]
-        for r in range(self.plan.rounds):
-            print(f"{method} round {r + 1}/{self.plan.rounds}", flush=True)
-            order = list(range(len(sides)))
-            if r % 2:
-                order.reverse()  # alternate who goes first, so a drift in time favours no one
-            for k in order:
-                target, factory_of = sides[k]
-                phases[k].append(
-                    self.measure(f"{target.name} {method}", factory_of(r), target, expect=expect)
-                )
-        return phases
-
-
-def ratio(a: float, b: float) -> float:
-    return round(a / b, 3) if b else float("nan")
-
-
-def best(phases: Sequence[Phase]) -> Phase:
-    """The round with the highest req/s: other work on the machine only ever slows a round."""
-    return max(phases, key=lambda p: p.result.rps)
-
-
-def merged(name: str, phases: Sequence[Phase]) -> Phase:
-    """Interleaved chunks of one load as one phase (latencies pooled, CPU weighted)."""
-    total = sum(p.result.count for p in phases) or 1
-    return Phase(
-        name,
-        merge([p.result for p in phases]),
-        round(sum(p.server_us_per_req * p.result.count for p in phases) / total, 1),
-        round(sum(p.redis_us_per_req * p.result.count for p in phases) / total, 1),
-    )
-
-
-def figures(phase: Phase, phases: Sequence[Phase] = ()) -> dict[str, float]:
-    """A phase's table row; `phases`, the rounds it was the best of."""
-    return {
-        "rps": phase.result.rps,
-        "p50_ms": phase.result.p50_ms,
-        "p99_ms": phase.result.p99_ms,
-        "server_cpu_us_per_req": phase.server_us_per_req,
-        "redis_cpu_us_per_req": phase.redis_us_per_req,
-        "core_busy": phase.core_busy,
-        "client_cpu": phase.result.client_cpu,
-        "requests": sum(p.result.count for p in phases) or phase.result.count,
-        "errors": sum(p.result.errors for p in phases) or phase.result.errors,
-    }
-
-
-def run(plan: Plan, command: str) -> dict[str, Any]:
-    """Start everything, measure, stop everything; the figures as a JSON-ready dict."""
-    started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    with tempfile.TemporaryDirectory(prefix="router-bench-") as tmp:
-        processes = Processes(Path(tmp))
-        try:
-            return _run(plan, command, started_at, processes, Path(tmp))
-        except Exception:
-            for name in ("router", "baseline", "redis"):
-                tail = processes.log_tail(name)
-                if tail:
-                    print(f"--- {name} log (tail) ---\n{tail}", file=sys.stderr)
-            raise
-        finally:
-            processes.stop_all()
-
-
-def _run(
-    plan: Plan, command: str, started_at: str, processes: Processes, tmp: Path
-) -> dict[str, Any]:
-    # Redis shares the servers' core: each side pays for the Redis work it causes.
-    server_cpu = SERVER_CPU if plan.pin else None
-    redis_port = free_port()
-    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-    redis = processes.start(
-        "redis",
-        [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
-        cpu=server_cpu,
-    )
-    redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    wait_redis(redis_url, redis)
-
-    print(f"seeding {plan.numbers} numbers ...", flush=True)
-    seeded_at = time.perf_counter()
-    ids = asyncio.run(seed(redis_url, plan.numbers))
-    seed_seconds = round(time.perf_counter() - seeded_at, 2)
-    print(f"  seeded in {seed_seconds} s", flush=True)
-
-    base_port, router_port = free_port(), free_port()
-    base_args = ["--serve-baseline", str(base_port), "--redis-url", redis_url]
-    baseline = Target(
-        "baseline",
-        processes.start("baseline", [sys.executable, __file__, *base_args], cpu=server_cpu),
-        f"http://127.0.0.1:{base_port}",
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    env.update(
-        ROUTER_REDIS_URL=redis_url,
-        ROUTER_API_KEY=API_KEY,
-        ROUTER_LOG_LEVEL="warning",
-        ROUTER_LOG_FORMAT="json",
-        ROUTER_DATA_DIR=str(tmp / "data"),
-    )
-    serve = ["serve", "--host", "127.0.0.1", "--port", str(router_port)]
-    router = Target(
-        "router",
-        processes.start(
-            "router", [sys.executable, "-m", "router", *serve], cpu=server_cpu, env=env
-        ),
-        f"http://127.0.0.1:{router_port}",
-    )
-    for target in (baseline, router):
-        wait_ready(target.url + "/readyz", target.process, target.name)
-    auth = {"Authorization": f"Bearer {API_KEY}"}
-    check_listing(router.url, auth, plan)
-    # What one GET returns on each side (similar sizes make the floor a fair one).
-    body_bytes = {
-        "baseline_get": len(http_get(f"{baseline.url}/blob/{ids[0]}")[1]),
-        "router_get": len(http_get(f"{router.url}/phone-number/{ids[0]}", auth)[1]),
-    }
-    bench = Bench(plan, redis)
-
-    blobs = tuple(f"/blob/{i}" for i in ids)
-    paths = tuple(f"/phone-number/{i}" for i in ids)
-    base_get, router_get = bench.rounds(
-        "GET",
-        200,
-        [
-            (baseline, lambda _: CycleGet(baseline.url, blobs)),
-            (router, lambda _: CycleGet(router.url, paths, auth)),
-        ],
-    )
-
-    # Listings before any POST, so the org holds exactly the seeded numbers. One request at
-    # a time, in chunks alternating between the pages, pooled per page.
-    print(f"listing ({plan.list_requests} requests per page, one at a time)", flush=True)
-    pages = (1, plan.last_page)
-    chunks: dict[int, list[Phase]] = {page: [] for page in pages}
-    for r in range(plan.rounds):
-        for page in pages if r % 2 == 0 else pages[::-1]:
-            path = f"/v2/phone-number?page={page}&limit={LIST_LIMIT}"
-            chunks[page].append(
-                bench.measure(
-                    f"list page {page}",
-                    CycleGet(router.url, (path,), auth),
-                    router,
-                    expect=200,
-                    concurrency=1,
-                    count=max(1, plan.list_requests // plan.rounds),
-                    warmup=10,
-                )
-            )
-    listing = [merged(f"list page {page}", chunks[page]) for page in pages]
-
-    json_only = {"Content-Type": "application/json"}
-    base_post, router_post = bench.rounds(
-        "POST",
-        201,
-        [
-            (baseline, lambda r: CreateTwilio(baseline.url + "/blob", r * POST_BLOCK, json_only)),
-            (
-                router,
-                lambda r: CreateTwilio(
-                    router.url + "/phone-number", r * POST_BLOCK, {**auth, **json_only}
-                ),
-            ),
-        ],
-    )
-
-    def rps(p: Phase) -> float:
-        return p.result.rps
-
-    def capacity(p: Phase) -> float:
-        """Requests per second one core could serve at this CPU cost (server + Redis)."""
-        return 1e6 / p.cpu_us_per_req if p.cpu_us_per_req else 0.0
-
-    pairs: dict[str, tuple[list[Phase], list[Phase], Callable[[Phase], float]]] = {
-        "get_rps_router_over_baseline": (router_get, base_get, rps),
-        "get_capacity_router_over_baseline": (router_get, base_get, capacity),
-        "post_rps_router_over_baseline_set": (router_post, base_post, rps),
-        "post_capacity_router_over_baseline_set": (router_post, base_post, capacity),
-        "post_rps_router_over_baseline_get": (router_post, base_get, rps),
-    }
-    # Headline: best round over best round.
-    headline = {
-        name: ratio(max(map(figure, a)), max(map(figure, b)))
-        for name, (a, b, figure) in pairs.items()
-    }
-    # Paired: each round's router figure over that same round's baseline, for the spread.
-    per_round = {
-        name: [ratio(figure(x), figure(y)) for x, y in zip(a, b, strict=True)]
-        for name, (a, b, figure) in pairs.items()
-    }
-    first, last = listing[0].result, listing[1].result
-    return {
-        "command": command,
-        "started_at": started_at,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "pinned": {"servers_and_redis": SERVER_CPU, "load": LOAD_CPU} if plan.pin else None,
-        },
-        "plan": {**asdict(plan), "last_page": plan.last_page, "seed_seconds": seed_seconds},
-        "body_bytes": body_bytes,
-        # Throughput rows: the best round of each. Listing rows: all chunks pooled.
-        "summary": {
-            "baseline_get": figures(best(base_get), base_get),
-            "router_get": figures(best(router_get), router_get),
-            "baseline_post": figures(best(base_post), base_post),
-            "router_post": figures(best(router_post), router_post),
-            "list_page_1": figures(listing[0]),
-            f"list_page_{plan.last_page}": figures(listing[1]),
-        },
-        "ratios": {
-            **headline,
-            "list_p50_last_page_over_page_1": ratio(last.p50_ms, first.p50_ms),
-            "list_p99_last_page_over_page_1": ratio(last.p99_ms, first.p99_ms),
-        },
-        "ratios_per_round": per_round,
-        "phases": [
-            p.to_json()
-            for group in (base_get, router_get, *chunks.values(), base_post, router_post)
-            for p in group
-        ],
-    }
-
-
-def wait_redis(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Wait until the Redis at `url` answers PING."""
-
-    async def ping() -> None:
-        client = Redis.from_url(url)
-        try:
-            deadline = time.monotonic() + START_TIMEOUT_SECONDS
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {process.returncode}")
-                try:
-                    await client.ping()
-                    return
-                except (OSError, RedisError) as exc:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("redis-server did not answer PING") from exc
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-    asyncio.run(ping())
-
-
-def check_listing(router_url: str, auth: dict[str, str], plan: Plan) -> None:
+def check_listing(router: Server, plan: Plan) -> None:
     """The listings measured are the ones meant: full pages over exactly the seeded numbers."""
     for page in (1, plan.last_page):
-        status, body = http_get(
-            f"{router_url}/v2/phone-number?page={page}&limit={LIST_LIMIT}", auth
+        status, body = http_call(
+            f"{router.url}/v2/phone-number?page={page}&limit={LIST_LIMIT}", headers=AUTH
         )
         data = json.loads(body) if status == 200 else {}
         meta = data.get("metadata", {})
@@ -695,131 +206,267 @@ def check_listing(router_url: str, auth: dict[str, str], plan: Plan) -> None:
             raise RuntimeError(f"unexpected listing of page {page}: {status} {body[:300]!r}")
 
 
-THROUGHPUT_PHASES = ("baseline_get", "router_get", "baseline_post", "router_post")
-BUSY_ENOUGH = 0.85
+# --- the run -----------------------------------------------------------------------------
+
+
+def run(plan: Plan) -> dict[str, Any]:
+    """Start everything, measure, stop everything; the figures as a JSON-ready dict."""
+    with processes("api") as started:
+        return measure(plan, started)
+
+
+def measure(plan: Plan, started: Processes) -> dict[str, Any]:
+    # Redis shares the servers' core: each side pays for the Redis work it causes.
+    bench = Bench.pinned(plan.pin)
+    bench.redis = start_redis(started, bench.server_cpus)
+    print(f"seeding {plan.numbers} numbers ...", flush=True)
+    seeded_at = time.perf_counter()
+    ids = asyncio.run(seed(bench.redis.url, plan.numbers))
+    print(f"  seeded in {time.perf_counter() - seeded_at:.1f} s", flush=True)
+
+    port = free_port()
+    baseline = Server(
+        "baseline",
+        started.start(
+            "baseline",
+            [
+                sys.executable,
+                __file__,
+                "--serve-baseline",
+                str(port),
+                "--redis-url",
+                bench.redis.url,
+            ],
+            cpus=bench.server_cpus,
+        ),
+        f"http://127.0.0.1:{port}",
+    )
+    router = start_router(started, bench.redis.url, cpus=bench.server_cpus, log_level="warning")
+    wait_ready(baseline)
+    check_listing(router, plan)
+    body_bytes = {
+        "baseline_get": len(http_call(f"{baseline.url}/blob/{ids[0]}")[1]),
+        "router_get": len(http_call(f"{router.url}/phone-number/{ids[0]}", headers=AUTH)[1]),
+    }
+
+    def requests_file(name: str, requests: list[HttpRequest]) -> Path:
+        return write_requests(started.log_dir / f"{name}.requests", requests)
+
+    gets = {
+        "baseline": requests_file(
+            "baseline-get", [HttpRequest("GET", f"/blob/{i}", {}) for i in ids]
+        ),
+        "router": requests_file(
+            "router-get", [HttpRequest("GET", f"/phone-number/{i}", AUTH) for i in ids]
+        ),
+    }
+    sides = (baseline, router)
+    for server in sides:
+        bench.run(
+            "warm-up",
+            server,
+            gets[server.name],
+            seconds=1,
+            connections=plan.connections,
+            quiet=True,
+        )
+
+    print(f"GET: {plan.connections} connections, {plan.rounds} round(s)", flush=True)
+    get_phases: dict[str, list[Phase]] = {"baseline": [], "router": []}
+    for r in range(plan.rounds):
+        for server in alternate(r, sides):
+            get_phases[server.name].append(
+                bench.run(
+                    f"{server.name} GET",
+                    server,
+                    gets[server.name],
+                    seconds=plan.seconds,
+                    connections=plan.connections,
+                )
+            )
+
+    # Listings before any POST, so the org holds exactly the seeded numbers.
+    print("listing: one request at a time", flush=True)
+    pages = (1, plan.last_page)
+    list_phases: dict[int, list[Phase]] = {page: [] for page in pages}
+    for r in range(plan.rounds):
+        for page in alternate(r, pages):
+            target = f"/v2/phone-number?page={page}&limit={LIST_LIMIT}"
+            list_phases[page].append(
+                bench.run(
+                    f"list page {page}",
+                    router,
+                    requests_file(f"list-{page}", [HttpRequest("GET", target, AUTH)]),
+                    seconds=plan.seconds,
+                    connections=1,
+                )
+            )
+
+    print(f"POST: {plan.connections} connections, {plan.rounds} round(s)", flush=True)
+    targets = {"baseline": ("/blob", JSON), "router": ("/phone-number", {**AUTH, **JSON})}
+    post_phases: dict[str, list[Phase]] = {"baseline": [], "router": []}
+    for r in range(plan.rounds):
+        for server in alternate(r, sides):
+            target, headers = targets[server.name]
+            posts = creates(target, headers, r, plan.posts)
+            post_phases[server.name].append(
+                bench.run(
+                    f"{server.name} POST",
+                    server,
+                    requests_file(f"{server.name}-post-{r}", posts),
+                    seconds=plan.seconds,
+                    connections=plan.connections,
+                )
+            )
+            if server is router and post_phases["router"][-1].load.requests > plan.posts:
+                print("    (more POSTs than distinct numbers: raise --posts)", flush=True)
+
+    return report(plan, get_phases, post_phases, list_phases, body_bytes, bench.phases)
+
+
+def report(
+    plan: Plan,
+    gets: dict[str, list[Phase]],
+    posts: dict[str, list[Phase]],
+    listing: dict[int, list[Phase]],
+    body_bytes: dict[str, int],
+    phases: Sequence[Phase],
+) -> dict[str, Any]:
+    """Best rounds and ratios, and every phase."""
+
+    def best(group: Sequence[Phase]) -> Phase:
+        # Other work on the machine only ever slows a round down: the best is the cleanest.
+        return max(group, key=lambda p: p.load.rps)
+
+    def capacity(group: Sequence[Phase]) -> float:
+        return max(p.capacity_rps for p in group)
+
+    def per_round(a: Sequence[Phase], b: Sequence[Phase]) -> list[float]:
+        return [ratio(x.load.rps, y.load.rps) for x, y in zip(a, b, strict=True)]
+
+    first, last = best(listing[1]), best(listing[plan.last_page])
+    return {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pinned": plan.pin},
+        "plan": {**asdict(plan), "last_page": plan.last_page},
+        "body_bytes": body_bytes,
+        "summary": {
+            "baseline_get": best(gets["baseline"]).to_json(),
+            "router_get": best(gets["router"]).to_json(),
+            "baseline_post": best(posts["baseline"]).to_json(),
+            "router_post": best(posts["router"]).to_json(),
+            "list_page_1": first.to_json(),
+            f"list_page_{plan.last_page}": last.to_json(),
+        },
+        "ratios": {
+            "get_rps_router_over_baseline": ratio(
+                best(gets["router"]).load.rps, best(gets["baseline"]).load.rps
+            ),
+            "get_capacity_router_over_baseline": ratio(
+                capacity(gets["router"]), capacity(gets["baseline"])
+            ),
+            "post_rps_router_over_baseline": ratio(
+                best(posts["router"]).load.rps, best(posts["baseline"]).load.rps
+            ),
+            "post_capacity_router_over_baseline": ratio(
+                capacity(posts["router"]), capacity(posts["baseline"])
+            ),
+            "list_p50_last_page_over_page_1": ratio(last.load.p50_ms, first.load.p50_ms),
+            "list_p99_last_page_over_page_1": ratio(last.load.p99_ms, first.load.p99_ms),
+        },
+        "ratios_per_round": {
+            "get_rps_router_over_baseline": per_round(gets["router"], gets["baseline"]),
+            "post_rps_router_over_baseline": per_round(posts["router"], posts["baseline"]),
+        },
+        "phases": [p.to_json() for p in phases],
+    }
 
 
 def print_report(report: dict[str, Any]) -> None:
-    """The summary table, the ratios, and a note where req/s was not server-bound."""
-    summary, ratios = report["summary"], report["ratios"]
     header = (
-        f"{'phase':<14}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'srv us/req':>12}{'redis us/req':>14}{'core busy':>11}{'errors':>8}"
+        f"{'phase':<16}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'srv us/req':>12}{'redis us/req':>14}{'busy':>6}{'errors':>8}"
     )
     print()
     print(header)
     print("-" * len(header))
-    for name, row in summary.items():
+    for name, row in report["summary"].items():
         print(
-            f"{name:<14}{row['rps']:>8.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
+            f"{name:<16}{row['rps']:>8.0f}{row['p50_ms']:>9.2f}{row['p99_ms']:>9.2f}"
             f"{row['server_cpu_us_per_req']:>12.0f}{row['redis_cpu_us_per_req']:>14.0f}"
-            f"{row['core_busy']:>11.2f}{row['errors']:>8}"
+            f"{row['core_busy']:>6.2f}{sum(row['errors'].values()):>8}"
         )
     sizes = report["body_bytes"]
     print(
         f"\none GET answers {sizes['baseline_get']} bytes (baseline), "
         f"{sizes['router_get']} bytes (router)"
     )
-    rounds = report["plan"]["rounds"]
-    print(f"\nthroughput rows: best of {rounds} round(s); ratios: best over best, and in")
-    print("brackets the range of the same ratio taken round by round.")
+    print(f"rows: best of {report['plan']['rounds']} round(s) by req/s; in brackets, per round")
+    ratios, per_round = report["ratios"], report["ratios_per_round"]
     width = max(len(k) for k in ratios)
-    per_round = report["ratios_per_round"]
     for name, value in ratios.items():
         spread = per_round.get(name)
-        extra = f"  [{min(spread):.3f}..{max(spread):.3f}]" if spread and len(spread) > 1 else ""
+        extra = f"  [{', '.join(f'{x:.3f}' for x in spread)}]" if spread and len(spread) > 1 else ""
         print(f"{name:<{width}}  {value:6.3f}{extra}")
-    if report["machine"]["pinned"]:
-        idle = [n for n in THROUGHPUT_PHASES if summary[n]["core_busy"] < BUSY_ENOUGH]
-        if idle:
-            print(
-                f"\nnote: {', '.join(idle)} kept the servers' core under {BUSY_ENOUGH:.0%} busy: "
-                "req/s there was limited by something else (the load generator or other work "
-                "on the machine). The capacity ratios do not depend on that."
-            )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="Figures are ratios against a baseline measured in the same run; absolute "
-        "numbers depend on the machine. Needs redis-server on PATH (or /usr/bin).",
+        epilog="Ratios are against a baseline measured in the same run; absolute numbers "
+        "depend on the machine. Needs wrk, redis-server, taskset and uvloop.",
     )
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (~25 s)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
+    parser.add_argument("--connections", type=int, default=32, help="closed loop (default 32)")
+    parser.add_argument("--numbers", type=int, default=None, help="seeded (10000, quick 2000)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, quick 1)")
+    parser.add_argument("--seconds", type=int, default=None, help="per phase (default 3)")
     parser.add_argument(
-        "--concurrency", type=int, default=32, help="requests in flight (default 32)"
-    )
-    parser.add_argument(
-        "--numbers", type=int, default=None, help="numbers to seed (default 10000, quick 2000)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="alternating rounds (default 3, quick 1)"
-    )
-    parser.add_argument(
-        "--seconds", type=float, default=None, help="seconds per load phase (default 3)"
+        "--posts", type=int, default=None, help="distinct numbers per POST phase (40000)"
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
     parser.add_argument("--serve-baseline", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--redis-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    numbers = args.numbers if args.numbers is not None else (2000 if args.quick else 10_000)
-    if numbers < LIST_LIMIT or numbers > 100_000:
+    if args.numbers is not None and not LIST_LIMIT <= args.numbers <= 100_000:
         parser.error(f"--numbers must be between {LIST_LIMIT} and 100000")
-    if not 1 <= args.concurrency <= 256:
-        parser.error("--concurrency must be between 1 and 256")
-    if args.seconds is not None and not 0.5 <= args.seconds <= 10:
-        parser.error("--seconds must be between 0.5 and 10")
+    if not 1 <= args.connections <= 256:
+        parser.error("--connections must be between 1 and 256")
+    if args.seconds is not None and not 1 <= args.seconds <= 30:
+        parser.error("--seconds must be between 1 and 30")
     if args.rounds is not None and not 1 <= args.rounds <= 5:
         parser.error("--rounds must be between 1 and 5")
+    if args.posts is not None and not 1000 <= args.posts < POST_BLOCK:
+        parser.error(f"--posts must be between 1000 and {POST_BLOCK - 1}")
     return args
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
     quick = bool(args.quick)
-    numbers: int = args.numbers if args.numbers is not None else (2000 if quick else 10_000)
-    pin = not args.no_pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2
+    numbers: int = args.numbers or (2000 if quick else 10_000)
     return Plan(
         rounds=args.rounds or (1 if quick else 3),
-        phase_seconds=args.seconds or (1.5 if quick else 3.0),
-        warmup=200 if quick else 500,
-        concurrency=args.concurrency,
+        seconds=args.seconds or (2 if quick else 3),
+        connections=args.connections,
         numbers=numbers - numbers % LIST_LIMIT,
-        list_requests=40 if quick else 200,
-        pin=pin,
+        posts=args.posts or (20_000 if quick else 40_000),
+        pin=not args.no_pin and can_pin(),
     )
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so `finally` stops every process started."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_baseline is not None:
-        web.run_app(
-            baseline_app(args.redis_url),
-            host="127.0.0.1",
-            port=args.serve_baseline,
-            access_log=None,
-            print=None,
-        )
+        serve(baseline_app(args.redis_url), args.serve_baseline)
         return 0
-    plan = plan_of(args)
-    command = shlex.join([sys.executable, *sys.argv])
+    if missing := missing_tools():
+        print("bench/api.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
     with sigterm_as_exit():
         try:
-            report = run(plan, command)
+            report = run(plan_of(args))
         except KeyboardInterrupt:
             print("\ninterrupted; every process it started was stopped", file=sys.stderr)
             return 130
@@ -827,8 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {args.json}")
-    errors = sum(s["errors"] for s in report["summary"].values())
-    return 1 if errors else 0
+    return 1 if any(p["errors"] for p in report["phases"]) else 0
 
 
 if __name__ == "__main__":

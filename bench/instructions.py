@@ -1,59 +1,57 @@
-"""Count the CPU instructions each server spends per `/twilio/voice` request (callgrind).
+"""How many CPU instructions does each server spend per `/twilio/voice` request (callgrind)?
 
 `webhooks.py` measures time, and time on a shared virtual machine moves: a fixed Python
 loop can take twice as long from one second to the next. Instruction counts do not move.
-This script runs the same three servers as `webhooks.py` (bare, floor, router), one at a
-time under valgrind's callgrind, sends each the same pre-signed Twilio webhooks, and counts
-the instructions the server process executed (user space; the kernel's share is not
-counted) between two marks set with `callgrind_control`: after a warm-up, and after
-`--requests` measured requests. Ratios are bare ÷ router and floor ÷ router.
+This script runs the bare app and router (the same servers and settings as `webhooks.py`),
+one at a time under valgrind's callgrind, sends each the same pre-signed Twilio webhooks
+with wrk, and counts the instructions the server process executed (user space; the
+kernel's share is not counted) between two marks set with `callgrind_control`: after a
+warm-up, and after `--seconds` of measured load. The ratio is bare ÷ router.
 
 Instructions are not time: a server that touches more memory per request waits more per
 instruction. So the ratio here is an upper bound on the time ratio `webhooks.py` reports,
 and the figure to compare changes with (a change that saves instructions saves them on
-every machine). Needs valgrind (`apt-get install valgrind`) and redis-server.
-Run: `python bench/instructions.py` (about 3 minutes).
+every machine). Needs valgrind (`apt-get install valgrind`), wrk and redis-server.
+Run: `python bench/instructions.py` (about 2 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from _load import run_load
-from api import NO_PERSISTENCE, Processes, free_port, sigterm_as_exit, wait_ready, wait_redis
-from webhooks import (
-    API_KEY,
+from common import (
     ASSISTANT_ID,
-    EDGE_SECRET,
-    RUNTIME_URL,
-    TWILIO_ACCOUNT_SID,
-    TWILIO_AUTH_TOKEN,
-    TWILIO_NUMBER,
-    Cycle,
-    api,
+    Processes,
+    Server,
     check_answer,
+    create_twilio_number,
+    free_port,
+    missing_tools,
+    processes,
+    router_env,
+    sigterm_as_exit,
+    start_redis,
     twilio_requests,
+    wait_ready,
+    write_requests,
+    wrk,
 )
 
-BENCH = Path(__file__).resolve().parent
 # Under callgrind a server runs some 50 times slower: startup takes a while.
 START_TIMEOUT_SECONDS = 300.0
-REQUEST_TIMEOUT_SECONDS = 60.0
-
-
-def callgrind(out: Path) -> list[str]:
-    """valgrind running callgrind, collecting from the start, dumping to `out`."""
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+# Few connections: the requests in flight when a mark is set are counted on one side of it
+# only, and with few of them against hundreds measured the error stays small.
+CONNECTIONS = 4
+# A moment for requests still in flight after a warm-up to finish before the counter resets.
+SETTLE_SECONDS = 1.0
 
 
 def dumped_instructions(out: Path) -> int:
@@ -65,138 +63,87 @@ def dumped_instructions(out: Path) -> int:
 
 
 def measure(
-    name: str, argv: list[str], env: dict[str, str] | None, tmp: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Start one server under callgrind, warm it, count `args.requests` requests.
-
-    `{port}` and `{url}` in `argv` and in `env`'s values become the server's own."""
-    processes = Processes(tmp)
-    out = tmp / f"{name}.callgrind"
+    name: str, argv: list[str], started: Processes, redis_url: str, args: argparse.Namespace
+) -> int:
+    """Instructions per request of one server under callgrind (`{port}` in `argv` filled
+    in); a router is started on `redis_url` and gets the Twilio number first."""
+    out = started.log_dir / f"{name}.callgrind"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-
-    def fill(text: str) -> str:
-        return text.replace("{port}", str(port)).replace("{url}", url)
-
-    argv = [fill(part) for part in argv]
-    env = None if env is None else {key: fill(value) for key, value in env.items()}
-    try:
-        process = processes.start(name, [*callgrind(out), sys.executable, *argv], cpu=None, env=env)
-        wait_ready(url + "/readyz", process, name, START_TIMEOUT_SECONDS)
-        if name == "router":
-            api(
-                url,
-                "POST",
-                "/phone-number",
-                {
-                    "provider": "twilio",
-                    "number": TWILIO_NUMBER,
-                    "twilioAccountSid": TWILIO_ACCOUNT_SID,
-                    "twilioAuthToken": TWILIO_AUTH_TOKEN,
-                    "assistantId": ASSISTANT_ID,
-                },
-            )
-        cycle = Cycle(url + "/twilio/voice", twilio_requests(url + "/twilio/voice", 1024))
-        expected = ASSISTANT_ID.encode() if name == "router" else b""
-        check_answer(name, cycle.url, cycle(0), expected)
-        load = {"concurrency": args.concurrency, "engine": "raw", "timeout_s": 60.0}
-        run_load(cycle, count=args.warmup, **load)
-        subprocess.run(
-            ["callgrind_control", "-z", str(process.pid)], check=True, capture_output=True
-        )
-        result = run_load(cycle, count=args.requests, **load)
-        subprocess.run(
-            ["callgrind_control", "-d", str(process.pid)], check=True, capture_output=True
-        )
-        instructions = dumped_instructions(out)
-    finally:
-        processes.stop_all()
-    per_request = instructions / args.requests
-    print(f"  {name:8s} {per_request:12,.0f} instructions/request  errors {result.errors}")
-    return {"instructions_per_request": round(per_request), "errors": result.errors}
+    argv = [part.replace("{port}", str(port)) for part in argv]
+    env = None
+    if name == "router":
+        env = router_env(redis_url, url, started.log_dir / "data")
+    callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    server = Server(name, started.start(name, [*callgrind, *argv], cpus=None, env=env), url)
+    wait_ready(server, timeout_s=START_TIMEOUT_SECONDS)
+    if name == "router":
+        create_twilio_number(url)
+    requests = twilio_requests(url + "/twilio/voice", 1024)
+    check_answer(server, requests[0], ASSISTANT_ID.encode() if name == "router" else b"")
+    requests_file = write_requests(started.log_dir / f"{name}.requests", requests)
+    load = {"connections": CONNECTIONS, "timeout_s": 60.0}
+    wrk(url, requests_file, seconds=args.warmup_seconds, **load)
+    time.sleep(SETTLE_SECONDS)
+    subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, capture_output=True)
+    result = wrk(url, requests_file, seconds=args.seconds, **load)
+    subprocess.run(["callgrind_control", "-d", str(server.pid)], check=True, capture_output=True)
+    if result.errors:
+        raise RuntimeError(f"{name}: errors under load: {dict(result.errors)}")
+    per_request = dumped_instructions(out) // max(1, result.requests)
+    print(f"  {name:8s} {per_request:12,d} instructions/request over {result.requests} requests")
+    return per_request
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="router-bench-instructions-") as name:
-        tmp = Path(name)
-        redis_processes = Processes(tmp)
-        try:
-            redis_port = free_port()
-            redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
-            redis_process = redis_processes.start(
-                "redis",
-                [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1", *NO_PERSISTENCE],
-                cpu=None,
-            )
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-            wait_redis(redis_url, redis_process)
-            env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-            router_env = env | {
-                "ROUTER_REDIS_URL": redis_url,
-                "ROUTER_API_KEY": API_KEY,
-                "ROUTER_PUBLIC_URL": "{url}",
-                "ROUTER_RUNTIME_URL": RUNTIME_URL,
-                "ROUTER_SIP_EDGE_SECRET": EDGE_SECRET,
-                "ROUTER_LOG_LEVEL": "info",
-                "ROUTER_LOG_FORMAT": "json",
-                "ROUTER_DATA_DIR": str(tmp / "data"),
-            }
-            webhooks = str(BENCH / "webhooks.py")
-            sides = {
-                "bare": ([webhooks, "--serve-bare", "{port}"], env),
-                "floor": (
-                    [webhooks, "--serve-floor", "{port}", "--signed-url", "{url}/twilio/voice"],
-                    env,
-                ),
-                "router": (
-                    ["-m", "router", "serve", "--host", "127.0.0.1", "--port", "{port}"],
-                    router_env,
-                ),
-            }
-            figures = {
-                side: measure(side, argv, side_env, tmp, args)
-                for side, (argv, side_env) in sides.items()
-            }
-        finally:
-            redis_processes.stop_all()
-    router = figures["router"]["instructions_per_request"]
+    with processes("instructions") as started:
+        redis = start_redis(started, None)
+        bare = [sys.executable, "bench/common.py", "bare", "--port", "{port}"]
+        router = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1"]
+        figures = {
+            "bare": measure("bare", bare, started, redis.url, args),
+            "router": measure("router", [*router, "--port", "{port}"], started, redis.url, args),
+        }
     return {
         "command": shlex.join([sys.executable, *sys.argv]),
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "servers": figures,
-        "bare_over_router": round(figures["bare"]["instructions_per_request"] / router, 3),
-        "floor_over_router": round(figures["floor"]["instructions_per_request"] / router, 3),
+        "seconds": args.seconds,
+        "connections": CONNECTIONS,
+        "instructions_per_request": figures,
+        "bare_over_router": round(figures["bare"] / figures["router"], 3),
     }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=600, help="measured (default 600)")
-    parser.add_argument("--warmup", type=int, default=300, help="before counting (300)")
-    parser.add_argument("--concurrency", type=int, default=32, help="closed loop (32)")
+    parser.add_argument("--seconds", type=int, default=20, help="measured load (default 20)")
+    parser.add_argument("--warmup-seconds", type=int, default=10, help="before counting (10)")
+    parser.add_argument("--quick", action="store_true", help="5 s of warm-up, 5 s measured")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the figures here")
     args = parser.parse_args(argv)
-    if not 50 <= args.requests <= 20_000:
-        parser.error("--requests must be between 50 and 20000")
+    if args.quick:
+        args.seconds, args.warmup_seconds = 5, 5
+    if not 1 <= args.seconds <= 300 or not 1 <= args.warmup_seconds <= 300:
+        parser.error("--seconds and --warmup-seconds must be between 1 and 300")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
-    if missing:
-        print(f"needs {' and '.join(missing)}: apt-get install valgrind", file=sys.stderr)
+    if missing := missing_tools(valgrind=True):
+        print("bench/instructions.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
         return 2
-    print(f"callgrind, {args.requests} requests per server at concurrency {args.concurrency}")
+    print(f"callgrind, {args.seconds} s of wrk per server at {CONNECTIONS} connections")
     with sigterm_as_exit():
-        report = run(args)
+        try:
+            report = run(args)
+        except KeyboardInterrupt:
+            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
+            return 130
     print(f"\nbare / router instructions   {report['bare_over_router']:.3f}")
-    print(f"floor / router instructions  {report['floor_over_router']:.3f}")
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.json}")
-    return 1 if any(side["errors"] for side in report["servers"].values()) else 0
+    return 0
 
 
 if __name__ == "__main__":
