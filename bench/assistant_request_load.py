@@ -71,6 +71,8 @@ end
 function init(args)
   local path, nthreads, marker = args[1], tonumber(args[2]), args[3]
   wanted = marker
+  first_delay_ms = tonumber(args[4])
+  extra = wrk.format("GET", "/healthz")
   requests = {}
   local i = 0
   for line in io.lines(path) do
@@ -83,21 +85,25 @@ function init(args)
     end
     i = i + 1
   end
-  issued, routed, fellback, other = 0, 0, 0, 0
+  issued, routed, fellback, other, extras = 0, 0, 0, 0, 0
 end
 
 function delay()
-  if issued < #requests then return 0 end
+  if issued < #requests then return first_delay_ms end
   return 3600000
 end
 
 function request()
   issued = issued + 1
-  return requests[math.min(issued, #requests)]
+  -- Never a webhook twice: a connection asked for more than its share gets a health check.
+  if issued > #requests then return extra end
+  return requests[issued]
 end
 
 function response(status, headers, body)
-  if status == 200 and string.find(body, wanted, 1, true) then
+  if string.find(body, '"status"', 1, true) then
+    extras = extras + 1
+  elseif status == 200 and string.find(body, wanted, 1, true) then
     routed = routed + 1
   elseif status == 200 then
     fellback = fellback + 1
@@ -107,17 +113,18 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local r, f, o = 0, 0, 0
+  local r, f, o, e = 0, 0, 0, 0
   for _, t in ipairs(threads) do
     r = r + t:get("routed")
     f = f + t:get("fellback")
     o = o + t:get("other")
+    e = e + t:get("extras")
   end
   io.write(string.format(
-    'WRK {"routed": %d, "fellback": %d, "other": %d, "completed": %d, '
+    'WRK {"routed": %d, "fellback": %d, "other": %d, "extras": %d, "completed": %d, '
     .. '"timeouts": %d, "connect_errors": %d, "read_errors": %d, "write_errors": %d, '
     .. '"p50_us": %d, "p99_us": %d, "max_us": %d, "min_us": %d}\n',
-    r, f, o, summary.requests, summary.errors.timeout, summary.errors.connect,
+    r, f, o, e, summary.requests, summary.errors.timeout, summary.errors.connect,
     summary.errors.read, summary.errors.write,
     latency:percentile(50), latency:percentile(99), latency.max, latency.min))
 end
@@ -147,10 +154,14 @@ class Customer:
         self.received = 0
         self.in_flight = 0
         self.most_in_flight = 0
+        self.first_at, self.last_at = float("inf"), 0.0
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.received += 1
+        now = time.monotonic()
+        self.first_at = min(self.first_at, now)
+        self.last_at = max(self.last_at, now)
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
@@ -178,6 +189,11 @@ class Sampler:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
         return 0
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU the router used so far (/proc/<pid>/stat)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -295,6 +311,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             sampler = Sampler(router.pid)
             sampler.sample()
             idle_fds, idle_rss_kb = sampler.most_fds, sampler.status_kb("VmRSS")
+            cpu_before = sampler.cpu_seconds()
+            overflows_before = listen_overflows()
             stop = asyncio.Event()
             sampling = asyncio.create_task(sampler.run(stop))
             started = time.perf_counter()
@@ -315,11 +333,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 str(requests_file),
                 str(THREADS),
                 ASSISTANT,
+                str(int(args.connect_first_seconds * 1000)),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
             out, _ = await load.communicate()
             wall = time.perf_counter() - started
+            cpu_seconds = sampler.cpu_seconds() - cpu_before
+            overflows = listen_overflows() - overflows_before
             stop.set()
             await sampling
             peak_rss_kb = sampler.status_kb("VmHWM")
@@ -349,6 +370,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "fell_back": result["fellback"],
         "other_status": result["other"],
         "unanswered": args.calls - answered,
+        "health_checks_instead_of_a_second_webhook": result["extras"],
         "wrk_errors": {k: result[k] for k in ("timeouts", "connect_errors", "read_errors")},
         "latency_s": {
             "min": result["min_us"] / 1e6,
@@ -359,15 +381,44 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "over_budget": result["max_us"] / 1e6 > BUDGET_SECONDS,
         "assistant_requests_received": customer.received,
         "assistant_requests_most_at_once": customer.most_in_flight,
+        "assistant_requests_arrived_over_s": round(customer.last_at - customer.first_at, 2),
+        "router_logged_latency_s": _spread(e.get("latency_ms") for e in logged),
+        "router_logged_assistant_request_s": _spread(
+            e.get("assistant_request_latency_ms") for e in logged
+        ),
         "call_routed_events": len(logged),
+        "distinct_calls_logged": len({e.get("call_id") for e in logged}),
+        "replayed_logged": sum(1 for e in logged if e.get("replayed")),
         "outcomes_logged": _count(e.get("assistant_request_outcome") for e in logged),
         "router_peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "router_idle_rss_mb": round(idle_rss_kb / 1024, 1),
         "router_most_fds": sampler.most_fds,
         "router_idle_fds": idle_fds,
+        "router_cpu_seconds_during_load": round(cpu_seconds, 2),
         "rlimit_nofile": nofile,
+        "listen_overflows_host_wide": overflows,
+        "connect_first_seconds": args.connect_first_seconds,
         "wall_seconds": round(wall, 2),
     }
+
+
+def listen_overflows() -> int:
+    """The host's count of connections dropped because a listen queue was full."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            table = dict(zip(names.split()[1:], values.split()[1:], strict=True))
+            return int(table.get("ListenOverflows", 0))
+    return 0
+
+
+def _spread(values_ms: Any) -> dict[str, float]:
+    """p50, p99 and max in seconds of the numbers among `values_ms` (milliseconds)."""
+    ordered = sorted(v for v in values_ms if isinstance(v, int | float))
+    if not ordered:
+        return {}
+    at = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
+    return {"p50": at(0.5), "p99": at(0.99), "max": ordered[-1] / 1000}
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -382,7 +433,14 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000, help="simultaneous calls")
     parser.add_argument("--server-seconds", type=float, default=5.0, help="server latency")
     parser.add_argument(
-        "--seconds", type=int, default=12, help="how long wrk runs (and its timeout)"
+        "--seconds", type=int, default=14, help="how long wrk runs (and its timeout)"
+    )
+    parser.add_argument(
+        "--connect-first-seconds",
+        type=float,
+        default=2.0,
+        help="open every connection, then send every webhook this long after its connection "
+        "opened (as over a load balancer's pooled connections); 0: connect and send at once",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
