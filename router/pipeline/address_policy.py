@@ -130,7 +130,8 @@ class AddressPolicy:
         else:
             literal = ip_literal(name)
             addresses = [literal] if literal is not None else []
-        if any(self.refuses(address) for address in addresses):
+        # `localhost` passes if one of its addresses may be dialled; the resolver drops the other.
+        if addresses and all(self.refuses(address) for address in addresses):
             return REFUSED_TEXT
         return None
 

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from router.models.common import Server
 from router.models.phone_numbers import AnyPhoneNumber, secret_fields
@@ -141,6 +142,7 @@ class AssistantRequestClient:
         self,
         *,
         addresses: AddressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         max_connections_per_host: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -148,6 +150,8 @@ class AssistantRequestClient:
         user_agent: str = "router",
     ) -> None:
         self.addresses = addresses if addresses is not None else AddressPolicy()
+        # What looks names up before the policy filters them (default: aiohttp's own).
+        self.resolver = resolver
         self.max_connections = max_connections
         self.max_connections_per_host = max_connections_per_host
         self.max_body_bytes = max_body_bytes
@@ -171,7 +175,7 @@ class AssistantRequestClient:
             connector = aiohttp.TCPConnector(
                 limit=self.max_connections,
                 limit_per_host=self.max_connections_per_host,
-                resolver=GuardedResolver(self.addresses),
+                resolver=GuardedResolver(self.addresses, self.resolver),
             )
             # Per-attempt timeouts are set on each request; none on the session.
             self._session = aiohttp.ClientSession(
