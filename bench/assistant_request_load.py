@@ -8,16 +8,24 @@ voice webhooks, each with its own CallSid, are sent at once, each on its own con
 
 The load generator is wrk (`apt-get install -y wrk`), `-c <calls>`, with a Lua script that
 sends exactly one request per connection (`delay()` holds each connection after its first
-request) and reads every answer. wrk's latency is the caller's clock: from writing the
-request to reading the whole answer. Every request is signed beforehand by twilio-python's
-`RequestValidator` and handed to wrk in a file.
+request) and reads every answer. wrk measures each request's latency itself, on the caller's
+clock (from writing the request to reading the whole answer), so no Python load generator
+is needed. Every request is signed beforehand by twilio-python's `RequestValidator` and
+handed to wrk in a file. wrk opens every connection first and writes each webhook
+`--connect-first-seconds` (default 2) after its connection opened (plus its share of
+`--arrival-seconds`, default 0: all at once), as calls arrive over a
+load balancer's pooled connections; with 0, the connections and the webhooks arrive in one
+burst, and a burst of new connections larger than the worker's listen backlog waits on the
+kernel's retransmissions (`listen_overflows_host_wide` counts them; the counter is the whole
+host's).
 
 Reported: answers routed to the server's assistant (the TwiML names `asst-bench`), answers
 that fell back (any other 200: the apology), other statuses, calls unanswered when wrk
 stopped; latency p50/p99/max against the Twilio budget (7.5 s); assistant-requests the
 customer server received and the most it held at once; the router process's peak resident
 memory (`VmHWM` of /proc/<pid>/status) and its most open file descriptors (/proc/<pid>/fd,
-sampled every 50 ms). Exit status 1 unless every call was routed inside the budget.
+sampled every 50 ms), and the CPU it used during the load. Exit status 1 unless every call
+was routed inside the budget.
 
     python bench/assistant_request_load.py [--calls 2000] [--server-seconds 5] [--json out.json]
 
@@ -72,6 +80,7 @@ function init(args)
   local path, nthreads, marker = args[1], tonumber(args[2]), args[3]
   wanted = marker
   first_delay_ms = tonumber(args[4])
+  spread_ms = tonumber(args[5])
   extra = wrk.format("GET", "/healthz")
   requests = {}
   local i = 0
@@ -86,14 +95,21 @@ function init(args)
     i = i + 1
   end
   issued, routed, fellback, other, extras = 0, 0, 0, 0, 0
+  -- wrk calls request() once on the first thread to check it, before any connection.
+  checking = id == 1
 end
 
 function delay()
-  if issued < #requests then return first_delay_ms end
+  -- The n-th webhook of a thread goes n/#requests of the way through the arrival spread.
+  if issued < #requests then return first_delay_ms + math.floor(spread_ms * issued / #requests) end
   return 3600000
 end
 
 function request()
+  if checking then
+    checking = false
+    return requests[1]
+  end
   issued = issued + 1
   -- Never a webhook twice: a connection asked for more than its share gets a health check.
   if issued > #requests then return extra end
@@ -334,6 +350,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 str(THREADS),
                 ASSISTANT,
                 str(int(args.connect_first_seconds * 1000)),
+                str(int(args.arrival_seconds * 1000)),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )
@@ -398,6 +415,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "rlimit_nofile": nofile,
         "listen_overflows_host_wide": overflows,
         "connect_first_seconds": args.connect_first_seconds,
+        "arrival_seconds": args.arrival_seconds,
         "wall_seconds": round(wall, 2),
     }
 
@@ -441,6 +459,12 @@ def main() -> int:
         default=2.0,
         help="open every connection, then send every webhook this long after its connection "
         "opened (as over a load balancer's pooled connections); 0: connect and send at once",
+    )
+    parser.add_argument(
+        "--arrival-seconds",
+        type=float,
+        default=0.0,
+        help="spread the webhooks evenly over this long (0: all at once)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
