@@ -29,4 +29,3 @@ def test_the_soft_limit_is_raised_to_the_hard_limit() -> None:
     reported, soft, after_hard = (int(x) for x in out)
     assert soft == after_hard == reported
     assert soft > 256
-
