@@ -27,6 +27,7 @@ from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.ops.events import Events, set_caller_mode
 from router.ops.metrics import Metrics
+from router.pipeline.address_policy import AddressPolicy
 from router.pipeline.assistant_request import AssistantRequestClient
 from router.pipeline.call_records import CallRecords, MemoryCallRecords, RedisCallRecords
 from router.pipeline.inbound import Inbound
@@ -127,8 +128,14 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     )
     credentials = Credentials(the_store, codec)
     wiring = TwilioWiring.from_settings(settings, credentials)  # None unless switched on
+    addresses = AddressPolicy.for_settings(settings)  # where servers may be (no SSRF)
     phone_numbers = PhoneNumbers(
-        the_store, codec, credentials, sip_domain=settings.sip_domain, wiring=wiring
+        the_store,
+        codec,
+        credentials,
+        sip_domain=settings.sip_domain,
+        wiring=wiring,
+        addresses=addresses,
     )
     orgs = Orgs(settings.all_orgs())
     if not orgs.has_keys:
@@ -153,7 +160,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         numbers=app[NUMBER_CACHE],
         credentials=app[CREDENTIAL_CACHE],
         records=app[CALL_RECORDS],
-        requests=AssistantRequestClient(),
+        requests=AssistantRequestClient.for_settings(settings, addresses),
         tasks=BackgroundTasks(),
         events=Events(metrics),
     )

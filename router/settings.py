@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from router.models.common import Server
 
@@ -58,6 +59,19 @@ class Settings(BaseSettings):
     vonage_budget_seconds: float = Field(default=4.0, gt=0, le=5)
     sip_budget_seconds: float = Field(default=7.5, gt=0, le=30)
     apology_message: str = "Sorry, we cannot take your call right now. Please try again later."
+    # The assistant-request client of one worker: connections open to servers at once, in
+    # all and to one host (0: no limit). Each call waiting on its server holds one, and
+    # calls in flight = arrival rate x server latency; descriptors are the real bound
+    # (docs/runbook.md, "Sizing: calls in flight").
+    assistant_request_max_connections: int = Field(default=4096, ge=0)
+    assistant_request_max_connections_per_host: int = Field(default=0, ge=0)
+    # Networks a `server.url` may reach although private, loopback or link-local (no
+    # server-side request forgery: router/pipeline/address_policy.py). Comma-separated
+    # CIDRs; `none` for none. Unset: private networks while at most one org is configured,
+    # none with several. Cloud metadata addresses only when a listed network holds them.
+    server_allowed_networks: Annotated[tuple[IPv4Network | IPv6Network, ...] | None, NoDecode] = (
+        None
+    )
     call_record_ttl_seconds: int = Field(default=86_400, ge=60)
     # The embedded store keeps call records in process: at most this many decisions and
     # as many statuses (about 1.5 KB per call with both), the oldest dropped first.
@@ -88,6 +102,16 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("server_allowed_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if value.strip().lower() == "none":
+            return ()
+        parts = tuple(part.strip() for part in value.split(",") if part.strip())
+        return parts or None
 
     @field_validator("runtime_url")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from router import __version__
+from router.ops.limits import raise_open_files_limit
 from router.settings import Settings, load_settings
 from router.store.interface import StoreUnavailable
 
@@ -27,6 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    raise_open_files_limit()  # before any worker starts: they inherit it
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
         print("router: --workers must be at least 1", file=sys.stderr)

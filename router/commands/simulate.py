@@ -138,7 +138,7 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
             return AssistantRequestResult("failed", "transport", attempts=1)
         return AssistantRequestResult("ok", body=request.response, attempts=1, http_status=200)
 
-    async with AssistantRequestClient() as client:
+    async with AssistantRequestClient.for_settings(settings) as client:
         requester: Any = (
             canned
             if request.offline or request.response is not None

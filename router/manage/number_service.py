@@ -37,6 +37,7 @@ from router.models.phone_numbers import (
     secret_fields,
 )
 from router.models.wire import WireModel
+from router.pipeline.address_policy import AddressPolicy
 from router.store.interface import KIND_PHONE_NUMBER, Conflict, Doc, ListQuery, NotFound, Store
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class PhoneNumbers:
         *,
         sip_domain: str,
         wiring: TwilioWiring | None = None,
+        addresses: AddressPolicy | None = None,
     ) -> None:
         self._store = store
         self._codec = codec
@@ -87,6 +89,8 @@ class PhoneNumbers:
         self._sip_domain = sip_domain
         # Points provider numbers at this router after each write (twilio_wiring); None: off.
         self._wiring = wiring
+        # Refuses a server.url at a forbidden address when saved; None: only when called.
+        self._addresses = addresses
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -142,6 +146,7 @@ class PhoneNumbers:
             RECORD_MODELS[provider],
             {**wire, "id": new_id(), "orgId": org_id, "createdAt": moment, "updatedAt": moment},
         )
+        self._check_server(record)
         await self._write(org_id, record, create=True)
         if self._wiring is not None:  # stored first (the claim), then wired, else deleted
             await self._wiring.wire(
@@ -170,6 +175,8 @@ class PhoneNumbers:
             await self._check_credential(org_id, current.provider, merged.get("credentialId"))
         merged["updatedAt"] = now_utc(after=current.updated_at)
         record = validate(RECORD_MODELS[current.provider], merged)
+        if "server" in patch:
+            self._check_server(record)
         await self._write(org_id, record, create=False)
         if self._wiring is not None:  # re-wired when it matters, else put back as it was
             await self._wiring.rewire(
@@ -188,6 +195,15 @@ class PhoneNumbers:
         record = self.from_doc(doc)
         log.info("phone_number.deleted", **self._audit(record))
         return record
+
+    def _check_server(self, record: AnyPhoneNumber) -> None:
+        """400 for a server.url the address policy refuses as written (its host is not
+        resolved here: the client checks every resolved address when it calls)."""
+        url = record.server.url if record.server is not None else None
+        if self._addresses is not None and url:
+            refusal = self._addresses.url_refusal(url)
+            if refusal is not None:
+                raise bad_request(f"server.url {refusal}")
 
     async def _write(self, org_id: str, record: AnyPhoneNumber, *, create: bool) -> None:
         doc = self._codec.seal(record.wire(), secret_fields(record.provider))

@@ -18,6 +18,15 @@ n-th failed attempt (n from 0). A status in `excludedStatusCodes` is final, and 
 any 2xx, even with an unusable body. No sleep and no attempt starts past the deadline.
 Redirects are not followed (a 3xx is a non-2xx status): the body may be signed and
 carries the caller's number, and must not be replayed to a host nobody configured.
+
+Addresses: a server whose host is, or resolves only to, an address the `AddressPolicy`
+refuses (router/pipeline/address_policy.py) is not contacted; the outcome is
+`blocked-address`, final, and the call takes the failure branch.
+
+Connections: one pool for the process, `max_connections` in all (`max_connections_per_host`
+to one host; 0 is no limit). A call waiting on its server holds one connection for the whole
+wait, so the pool must hold every call in flight (arrival rate x server latency): a call
+that queues for a connection spends its budget queueing.
 """
 
 from __future__ import annotations
@@ -28,20 +37,27 @@ import hmac
 import json
 import time
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiohttp
 import structlog
+from aiohttp.abc import AbstractResolver
 
 from router.models.common import Server
 from router.models.phone_numbers import AnyPhoneNumber, secret_fields
+from router.pipeline.address_policy import AddressPolicy, BlockedAddress, GuardedResolver
 from router.pipeline.decide import AssistantRequester, AssistantRequestResult
 from router.pipeline.inbound_call import InboundCall
+
+if TYPE_CHECKING:
+    from router.settings import Settings
 
 log = structlog.get_logger("router.server")
 DEFAULT_TIMEOUT_SECONDS: Final = 20.0
 DEFAULT_SAFETY_MARGIN_SECONDS: Final = 0.05
 DEFAULT_MAX_BODY_BYTES: Final = 1_048_576
+DEFAULT_MAX_CONNECTIONS: Final = 4096
+BLOCKED: Final = "blocked-address"
 TIMESTAMP_HEADER: Final = "X-Router-Timestamp"
 SIGNATURE_HEADER: Final = "X-Router-Signature"
 # Server-level fields left out of `phoneNumber` too: they are sent as HTTP headers
@@ -118,25 +134,52 @@ class AssistantRequestClient:
     """Sends assistant-requests over one `aiohttp.ClientSession` kept for the process.
 
     Use as `async with AssistantRequestClient() as client:` (or `start()` / `close()`),
-    then call it, or hand `client.bind(...)` to `decide`.
+    then call it, or hand `client.bind(...)` to `decide`. `addresses` says which addresses
+    servers may have; the default refuses every address that is not public.
     """
 
     def __init__(
         self,
         *,
+        addresses: AddressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_connections_per_host: int = 0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         safety_margin_seconds: float = DEFAULT_SAFETY_MARGIN_SECONDS,
         user_agent: str = "router",
     ) -> None:
+        self.addresses = addresses if addresses is not None else AddressPolicy()
+        # What looks names up before the policy filters them (default: aiohttp's own).
+        self.resolver = resolver
+        self.max_connections = max_connections
+        self.max_connections_per_host = max_connections_per_host
         self.max_body_bytes = max_body_bytes
         self.safety_margin_seconds = safety_margin_seconds
         self.user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
 
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, addresses: AddressPolicy | None = None
+    ) -> AssistantRequestClient:
+        """The worker's client: its connection limits and address policy from `settings`."""
+        return cls(
+            addresses=addresses if addresses is not None else AddressPolicy.for_settings(settings),
+            max_connections=settings.assistant_request_max_connections,
+            max_connections_per_host=settings.assistant_request_max_connections_per_host,
+        )
+
     async def start(self) -> None:
         if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=self.max_connections_per_host,
+                resolver=GuardedResolver(self.addresses, self.resolver),
+            )
             # Per-attempt timeouts are set on each request; none on the session.
             self._session = aiohttp.ClientSession(
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None),
                 headers={"User-Agent": self.user_agent},
             )
@@ -191,6 +234,8 @@ class AssistantRequestClient:
             raise ValueError("server has no url")
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if self.addresses.url_refusal(server.url) is not None:
+            return self._failed(BLOCKED, 0, started, None)
         cutoff = deadline - self.safety_margin_seconds
         body = json.dumps(
             build_message(number, call, org_id or number.org_id), separators=(",", ":")
@@ -215,6 +260,10 @@ class AssistantRequestClient:
                 reason = "timeout"
             except _TooLarge as exc:
                 return self._failed("too-large", attempts, started, exc.status)
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, BlockedAddress):
+                    return self._failed(BLOCKED, attempts, started, None)
+                reason = "transport"
             except aiohttp.ClientError:
                 reason = "transport"
             else:
@@ -245,12 +294,19 @@ class AssistantRequestClient:
         """POST a one-way message (e.g. `status-update`) once; its HTTP status, or None."""
         if self._session is None or not server.url:
             return None
+        if self.addresses.url_refusal(server.url) is not None:
+            _message_failed(message, BLOCKED)
+            return None
         body = json.dumps({"message": message}, separators=(",", ":")).encode()
         try:
             async with asyncio.timeout(timeout_seconds):
                 status, _ = await self._post(
                     self._session, server.url, _headers(server, body, secret), body
                 )
+        except aiohttp.ClientConnectorError as exc:
+            blocked = isinstance(exc.os_error, BlockedAddress)
+            _message_failed(message, BLOCKED if blocked else type(exc).__name__)
+            return None
         except (TimeoutError, aiohttp.ClientError, _TooLarge) as exc:
             _message_failed(message, type(exc).__name__)
             return None

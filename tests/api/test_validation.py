@@ -246,7 +246,7 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("name 40", {"name": "n" * 40}),
     ("timeout 1", server(timeoutSeconds=1)),
     ("timeout 300", server(timeoutSeconds=300)),
-    ("http url", server(url="http://10.0.0.1:8080/hook")),
+    ("http url", server(url="http://customer.example.com:8080/hook")),
     ("backoff 0", backoff(maxRetries=0, baseDelaySeconds=0)),
     ("backoff 10", backoff(type="exponential", maxRetries=10, baseDelaySeconds=10)),
     ("20 prefixes of 20", starts_with(["1" * 20] * 20)),

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestServer
 
 from router.pipeline.assistant_request import AssistantRequestClient
 
-from .helpers import Customer, Received
+from .helpers import LOOPBACK, Customer, Received
 
 
 @pytest.fixture
@@ -47,5 +47,5 @@ async def customer() -> AsyncIterator[Customer]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[AssistantRequestClient]:
-    async with AssistantRequestClient() as started:
+    async with AssistantRequestClient(addresses=LOOPBACK) as started:
         yield started

@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from typing import Any
 
 from aiohttp import web
 
 from router.models.phone_numbers import RECORD_MODELS, AnyPhoneNumber
+from router.pipeline.address_policy import AddressPolicy
 from router.pipeline.inbound_call import InboundCall
 
 TWILIO_AUTH_TOKEN = "twilio-auth-token-that-must-not-leak"
 SIP_PASSWORD = "sip-password-that-must-not-leak-0"
 CALLER = "+14155550123"
+# The stand-in customer server listens on loopback, which the client refuses by default.
+LOOPBACK = AddressPolicy((ip_network("127.0.0.0/8"),))
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

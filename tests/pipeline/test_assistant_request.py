@@ -22,6 +22,7 @@ from router.pipeline.decision import Connect, Say, Transfer
 
 from .helpers import (
     CALLER,
+    LOOPBACK,
     SIP_PASSWORD,
     TWILIO_AUTH_TOKEN,
     Customer,
@@ -333,7 +334,7 @@ async def test_an_oversized_body_fails(customer: Customer, chunked: bool) -> Non
         return response
 
     customer.reply(big)
-    async with AssistantRequestClient(max_body_bytes=4096) as small:
+    async with AssistantRequestClient(addresses=LOOPBACK, max_body_bytes=4096) as small:
         result = await ask(small, server(customer.url))
     assert (result.status, result.reason, result.http_status) == ("failed", "too-large", 200)
 

@@ -436,6 +436,8 @@ def settings_for(data_dir: Path, **overrides: Any) -> Settings:
         "redis_connect_retries": 0,
         "redis_retry_delay_seconds": 0,
         "log_caller": "last4",
+        # Two orgs: a loopback customer server must be allowed by name (no SSRF by default).
+        "server_allowed_networks": "127.0.0.0/8",
     }
     values.update(overrides)
     return Settings(**values)
