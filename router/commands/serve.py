@@ -27,6 +27,7 @@ from aiohttp.worker import GunicornWebWorker
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.config import Config
+from gunicorn.errors import HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.base import Worker
 
@@ -161,7 +162,12 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
             handle_signals=False,  # the gunicorn worker handles them
         )
 
-    PreforkServer(runner, options).run()
+    try:
+        PreforkServer(runner, options).run()
+    except HaltServer as exc:
+        # gunicorn halts when a worker fails to boot (e.g. Redis unreachable); when another
+        # one fails too while it stops them, its HaltServer escapes the halt: exit the same.
+        raise SystemExit(exc.exit_status) from None
 
 
 def _prepare_metrics_dir() -> str:
@@ -187,9 +193,10 @@ def _child_exit(server: Arbiter, worker: Worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
-    # The arbiter closes its listeners before it stops the workers: with them still
-    # open, this worker was not asked to stop. gunicorn logs why it exited just before.
-    if server.LISTENERS:
+    # A worker the arbiter still wants died: it is not stopping (it closes its listeners
+    # first) nor retiring workers (a HUP starts the new ones before it stops the old).
+    # gunicorn has just logged how the worker ended.
+    if server.LISTENERS and len(server.WORKERS) < server.num_workers:
         log.error("worker.died", pid=worker.pid)
 
 
