@@ -190,6 +190,7 @@ def _post_worker_init(worker: Worker) -> None:
 
 def _child_exit(server: Arbiter, worker: Worker) -> None:
     # prometheus-client's documented gunicorn hook: the dead worker's live gauges go.
+    # Imported only now: it must not be imported before `_prepare_metrics_dir` ran.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

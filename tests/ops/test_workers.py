@@ -105,6 +105,33 @@ async def wait_for_workers_replaced(
         await asyncio.sleep(0.05)
 
 
+async def test_sighup_replaces_the_workers_without_a_worker_died(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """SIGHUP (gunicorn's reload) starts two fresh workers and retires the old ones: the
+    port keeps answering, and retired workers are not reported as `worker.died`."""
+    async with (
+        serve(tmp_path, "--workers", "2", ROUTER_REDIS_URL=redis_url) as router,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+    ):
+        await router.wait_healthy(http)
+        old = await wait_for_workers(router.pid, 2)
+        await router.api(http, "POST", "/phone-number", twilio_number(assistantId="asst-1"))
+
+        router.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while (now := children(router.pid)) & old or len(now) != 2:
+            assert time.monotonic() < deadline, f"workers now {now}, before {old}"
+            await asyncio.sleep(0.05)
+        await router.wait_healthy(http)
+        status, body = await router.voice(http)
+        assert status == 200, body
+
+        router.process.send_signal(signal.SIGTERM)
+        assert await router.wait_exit(10) == 0
+    assert logged(router.output(), "worker.died") == []
+
+
 def test_more_than_one_worker_without_redis_exits_2(tmp_path: Path) -> None:
     """The embedded store belongs to one process: `--workers 2` without Redis is refused."""
     result = subprocess.run(
