@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,68 +25,28 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from router.commands.serve import serve_one, serve_workers
+    from router.ops.logs import configure_logging
+
     settings = _settings(args)
     raise_open_files_limit()  # before any worker starts: they inherit it
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
         print("router: --workers must be at least 1", file=sys.stderr)
         return 2
-    if workers == 1:
-        _serve_one(settings, host=args.host, port=args.port)
-        return 0
-    if not settings.redis_url:
+    if workers > 1 and not settings.redis_url:
         print(
             "router: --workers > 1 needs ROUTER_REDIS_URL: the embedded store belongs to one "
             "process (workers share numbers, call records and invalidations through Redis)",
             file=sys.stderr,
         )
         return 2
-    from router.commands.workers import Supervisor, bind, prepare_metrics_dir
-
-    prepare_metrics_dir()  # before prometheus-client is imported anywhere
-    sock = bind(args.host, args.port)
-    return Supervisor(workers, sock, lambda s: _serve_one(settings, sock=s)).run()
-
-
-async def _freeze_heap(_: object) -> None:
-    """What startup built (modules, models, settings, the app) lives as long as the
-    worker: moved out of the garbage collector's reach, so a full collection walks only
-    what calls create and never stalls a webhook for the whole heap."""
-    gc.freeze()
-
-
-def _serve_one(
-    settings: Settings,
-    *,
-    host: str | None = None,
-    port: int | None = None,
-    sock: socket.socket | None = None,
-) -> None:
-    from aiohttp import web
-
-    from router.app import create_app
-    from router.ops.logs import configure_logging
-
     configure_logging(settings.log_format, settings.log_level)
-    # In-flight webhooks get their whole budget to finish after SIGTERM (graceful shutdown).
-    grace = max(
-        settings.twilio_budget_seconds,
-        settings.telnyx_budget_seconds,
-        settings.vonage_budget_seconds,
-        settings.sip_budget_seconds,
-    )
-    app = create_app(settings)
-    app.on_startup.append(_freeze_heap)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        sock=sock,
-        access_log=None,
-        print=None,
-        shutdown_timeout=grace + 2,
-        handle_signals=True,
-    )
+    if workers == 1:
+        serve_one(settings, args.host, args.port)
+    else:
+        serve_workers(settings, args.host, args.port, workers)
+    return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -71,6 +72,17 @@ def stream_parameters(body: bytes) -> dict[str, str]:
     root = ET.fromstring(body)  # noqa: S314  # the router's own output, not untrusted input
     assert [child.tag for child in root] == ["Connect"], body
     return {str(p.get("name")): str(p.get("value")) for p in root.iter("Parameter")}
+
+
+def logged(output: str, event: str) -> list[dict[str, object]]:
+    """The JSON log lines of `output` whose `event` is `event`."""
+    found: list[dict[str, object]] = []
+    for line in output.splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+    return found
 
 
 def children(pid: int) -> set[int]:
@@ -166,7 +178,7 @@ def serve_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
         ROUTER_RUNTIME_URL=RUNTIME_URL,
         ROUTER_TWILIO_BUDGET_SECONDS="5",
         ROUTER_LOG_FORMAT="json",
-        # The supervisor's metrics directory (mkdtemp) lands in the test's folder.
+        # The metrics directory of `--workers` (mkdtemp) lands in the test's folder.
         TMPDIR=str(tmp_path),
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )

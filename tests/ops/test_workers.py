@@ -1,4 +1,4 @@
-"""`router serve --workers N`: a supervisor and N real worker processes on one port."""
+"""`router serve --workers N`: gunicorn's arbiter and N real worker processes on one port."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import alive, children, serve, serve_env, stream_parameters, twilio_number
+from . import alive, children, logged, serve, serve_env, stream_parameters, twilio_number
 
 CALLS = 12
 
@@ -33,6 +33,11 @@ async def calls_total(http: aiohttp.ClientSession, url: str) -> float:
     )
 
 
+def metrics_dirs(tmp_path: Path) -> list[Path]:
+    """The multiprocess metrics directories `router serve` made (its TMPDIR is tmp_path)."""
+    return list(tmp_path.glob("router-metrics-*"))
+
+
 async def wait_for_workers(pid: int, count: int, within: float = 20.0) -> set[int]:
     deadline = time.monotonic() + within
     while len(found := children(pid)) != count:
@@ -44,15 +49,22 @@ async def wait_for_workers(pid: int, count: int, within: float = 20.0) -> set[in
 async def test_two_workers_share_the_port_metrics_respawn_and_stop_together(
     tmp_path: Path, redis_url: str
 ) -> None:
-    """Two workers under one parent; every scrape counts every call whichever worker took
-    it; a worker killed with SIGKILL is replaced and the port keeps answering; SIGTERM to
-    the parent stops everything with exit code 0."""
+    """Two workers under one parent, announced once; every scrape counts every call
+    whichever worker took it; a worker killed with SIGKILL is replaced (`worker.died`) and
+    the port keeps answering; SIGTERM to the parent stops everything with exit code 0 and
+    removes the metrics directory it made."""
     async with (
         serve(tmp_path, "--workers", "2", ROUTER_REDIS_URL=redis_url) as router,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
     ):
         await router.wait_healthy(http)
         workers = await wait_for_workers(router.pid, 2)
+        [listening] = logged(router.output(), "router.listening")
+        assert listening["url"] == router.url
+        assert listening["workers"] == 2
+        assert listening["store"] == "redis"
+        assert listening["redis_url"] == redis_url
+        assert len(metrics_dirs(tmp_path)) == 1
 
         await router.api(http, "POST", "/phone-number", twilio_number(assistantId="asst-1"))
         # One connection per call (force_close): the kernel hands them to either worker.
@@ -75,7 +87,10 @@ async def test_two_workers_share_the_port_metrics_respawn_and_stop_together(
         router.process.send_signal(signal.SIGTERM)
         assert await router.wait_exit(10) == 0
         assert not [pid for pid in replaced if alive(pid)]
-    assert '"event": "worker.died"' in router.output()
+        assert metrics_dirs(tmp_path) == []
+    output = router.output()
+    assert [line["pid"] for line in logged(output, "worker.died")] == [victim]
+    assert len(logged(output, "router.listening")) == 1
 
 
 async def wait_for_workers_replaced(
@@ -88,6 +103,33 @@ async def wait_for_workers_replaced(
             return now
         assert time.monotonic() < deadline, f"workers now {now}, before {before}"
         await asyncio.sleep(0.05)
+
+
+async def test_sighup_replaces_the_workers_without_a_worker_died(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """SIGHUP (gunicorn's reload) starts two fresh workers and retires the old ones: the
+    port keeps answering, and retired workers are not reported as `worker.died`."""
+    async with (
+        serve(tmp_path, "--workers", "2", ROUTER_REDIS_URL=redis_url) as router,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+    ):
+        await router.wait_healthy(http)
+        old = await wait_for_workers(router.pid, 2)
+        await router.api(http, "POST", "/phone-number", twilio_number(assistantId="asst-1"))
+
+        router.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while (now := children(router.pid)) & old or len(now) != 2:
+            assert time.monotonic() < deadline, f"workers now {now}, before {old}"
+            await asyncio.sleep(0.05)
+        await router.wait_healthy(http)
+        status, body = await router.voice(http)
+        assert status == 200, body
+
+        router.process.send_signal(signal.SIGTERM)
+        assert await router.wait_exit(10) == 0
+    assert logged(router.output(), "worker.died") == []
 
 
 def test_more_than_one_worker_without_redis_exits_2(tmp_path: Path) -> None:
