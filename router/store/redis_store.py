@@ -75,7 +75,7 @@ class RedisStore(Store):
         self._retry_delay = retry_delay_seconds
         self._socket_timeout = socket_timeout_seconds
         self._resubscribe_max_delay = resubscribe_max_delay_seconds
-        # Short timeouts, no client-side retries, RESP2: see `connect._client_kwargs`.
+        # Short timeouts, no client-side retries, RESP2: see `redis_connect._client_kwargs`.
         self._connection = open_connection(
             url, socket_timeout_seconds=socket_timeout_seconds, max_connections=max_connections
         )
