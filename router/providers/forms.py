@@ -25,4 +25,7 @@ def signing_fields(pairs: Iterable[Pair]) -> bytes:
     """What follows the URL in the string a Twilio signature covers, in UTF-8: the
     fields sorted by name and then value, a pair sent twice taken once, each written as
     name + value (twilio-python's rule: a name's values sorted and de-duplicated)."""
-    return "".join(name + value for name, value in sorted(set(pairs))).encode()
+    ordered = sorted(pairs)  # providers send forms sorted, or nearly: a cheap sort
+    if len(set(ordered)) != len(ordered):
+        ordered = sorted(set(ordered))
+    return "".join([name + value for name, value in ordered]).encode()
