@@ -15,7 +15,9 @@ def _new_call_id() -> str:
     return str(uuid.uuid4())
 
 
-@dataclass(frozen=True, slots=True)
+# Built on every webhook and never changed after; not `frozen`, which would set each
+# field through `object.__setattr__` on every construction.
+@dataclass(slots=True)
 class InboundCall:
     """One ringing call, as parsed from a provider webhook.
 

@@ -44,7 +44,9 @@ CALL_STATUSES: Final = (
 FINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
-@dataclass(frozen=True, slots=True)
+# Built on every webhook and never changed after; not `frozen`, which would set each
+# field through `object.__setattr__` on every construction.
+@dataclass(slots=True)
 class WebhookRequest:
     """What a provider needs of an inbound HTTP request, without aiohttp.
 
@@ -160,7 +162,9 @@ class MalformedWebhook(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+# Built on every webhook and never changed after; not `frozen`, which would set each
+# field through `object.__setattr__` on every construction.
+@dataclass(slots=True)
 class Rendered:
     """An HTTP answer for the provider. `warnings` name what render had to drop, for logs."""
 
@@ -195,7 +199,9 @@ class StatusEvent:
     from_number: str | None = None  # the caller, for a record the event creates
 
 
-@dataclass(frozen=True, slots=True)
+# Built on every webhook and never changed after; not `frozen`, which would set each
+# field through `object.__setattr__` on every construction.
+@dataclass(slots=True)
 class RenderContext:
     """What render needs besides the decision: where the runtime is and the call's id."""
 

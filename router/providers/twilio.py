@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from typing import Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
 
@@ -200,8 +200,8 @@ class TwilioProvider:
             raise VerificationFailed("no-auth-token")
 
         params: MultiMapping[str] | None = None
-        query = urlsplit(req.url).query
-        claimed = parse_qs(query).get("bodySHA256") if query else None
+        # As parse_qs reads it: blank values are no values.
+        claimed = [value for value in req.query.getall("bodySHA256", ()) if value] or None
         if claimed is not None:
             actual = hashlib.sha256(req.body).hexdigest()
             if len(claimed) != 1 or not same_text(actual, claimed[0].lower()):
