@@ -149,7 +149,9 @@ class Processes:
         log = (self.log_dir / f"{name}.log").open("w")
         process = subprocess.Popen(
             [*pin, *argv],
-            cwd=REPO,
+            # Not the repository: `python -m router` puts its working directory first on
+            # sys.path, which would shadow a checkout given in PYTHONPATH.
+            cwd=self.log_dir,
             env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=log,

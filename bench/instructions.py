@@ -29,6 +29,7 @@ from typing import Any
 
 from common import (
     ASSISTANT_ID,
+    REPO,
     Processes,
     Server,
     check_answer,
@@ -98,7 +99,7 @@ def measure(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     with processes("instructions") as started:
         redis = start_redis(started, None)
-        bare = [sys.executable, "bench/common.py", "bare", "--port", "{port}"]
+        bare = [sys.executable, str(REPO / "bench" / "common.py"), "bare", "--port", "{port}"]
         router = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1"]
         figures = {
             "bare": measure("bare", bare, started, redis.url, args),

@@ -26,6 +26,7 @@ from typing import Any
 
 from common import (
     ASSISTANT_ID,
+    REPO,
     Bench,
     Phase,
     Processes,
@@ -69,7 +70,7 @@ def start_bare_gunicorn(started: Processes, cpus: str | None) -> Server:
         "-m",
         "gunicorn",
         "--chdir",
-        "bench",
+        str(REPO / "bench"),
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
