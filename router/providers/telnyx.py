@@ -123,7 +123,10 @@ class TelnyxProvider:
         return settings.telnyx_budget_seconds
 
     def preverify(self, req: WebhookRequest, settings: Settings) -> None:
-        """Nothing to check before the lookup: the signature's key is the number's."""
+        """A request without a signature is refused whatever number it names: Telnyx signs
+        every webhook. The signature itself is checked with the number's credential."""
+        if not req.headers.get(SIGNATURE_HEADER, "").strip():
+            raise VerificationFailed("missing-signature")
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`telnyx:+E164` of `To`; None for SIP `To` forms."""
