@@ -89,8 +89,8 @@ async def _by_number(store: Store, settings: Settings, provider: str, to: str) -
     """The one `provider` number `to` among the configured orgs' numbers, whatever its
     account; `SimulateError` when several accounts hold it."""
     found: list[Doc] = []
-    for org in settings.all_orgs():
-        page = await store.list(KIND_PHONE_NUMBER, org.id, ListQuery(search=to, limit=1000))
+    for org_id in dict.fromkeys([DEFAULT_ORG_ID, *(org.id for org in settings.all_orgs())]):
+        page = await store.list(KIND_PHONE_NUMBER, org_id, ListQuery(search=to, limit=1000))
         found += [d for d in page.items if d.get("provider") == provider and d.get("number") == to]
     if len(found) > 1:
         raise SimulateError(f"{len(found)} accounts hold {provider} number {to}: give --account")
