@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from router.api.edge import edge
-from router.models.phone_numbers import AnyPhoneNumber
+from router.models.phone_numbers import AnyPhoneNumber, number_only_key
 from router.pipeline.inbound import Inbound, Outcome
 from router.providers.plugin import (
     Challenge,
@@ -114,11 +114,13 @@ async def _verified(
 ) -> _Verified | web.Response:
     """Snapshot, look up and verify: the request, or the answer that ends it here.
 
-    Checks that need no number come first (`preverify`), so an unauthenticated caller
-    cannot tell known numbers from unknown ones. An unknown number gets the provider's
-    reject (a status ack for a status callback); a request that fails verification gets
-    403 and a `webhook.rejected` event; a caller who must authenticate first gets the
-    provider's challenge. None of them is routed.
+    Checks that need no number come first (`preverify`: e.g. a signature header at all),
+    and fail with 403 whatever number the request names. After the lookup, an unknown
+    number and a request that fails verification for a known one get the same answer,
+    the provider's reject (a status ack for a status callback), so a caller without the
+    number's key cannot tell which numbers exist; the events (`webhook.unknown_number`,
+    `webhook.rejected`) tell ops which it was. A caller who must authenticate first gets
+    the provider's challenge. None of them is routed.
     """
     received = inbound.loop_time()
     req = _snapshot(request, inbound, await _body(request), received)
@@ -131,13 +133,19 @@ async def _verified(
     cache_hit, number = inbound.cached_number(key)
     if not cache_hit and key is not None:
         number, cache_hit = await inbound.lookup(provider, key)
+    if number is None and key is not None:
+        older = number_only_key(key)
+        if older is not None:  # a number stored before numbers were keyed by account
+            cache_hit, number = inbound.cached_number(older)
+            if not cache_hit:
+                number, cache_hit = await inbound.lookup(provider, older)
     if number is None:
         if status and key is None:
             # An event about no call of a number (e.g. a leg router dialled): acknowledge.
             log.debug("webhook.event_ignored", provider=provider.name, path=req.path)
             return respond(provider.ack_status())
         inbound.events.unknown_number(provider.name, req.path, key)
-        return respond(provider.ack_status() if status else provider.reject())
+        return _refused(provider, status=status)
     credentials = inbound.cached_credentials(number)
     if credentials is None:
         credentials = await inbound.credentials_of(number)
@@ -145,7 +153,7 @@ async def _verified(
         provider.verify(req, number, credentials, inbound.settings)
     except VerificationFailed as exc:
         inbound.events.rejected(provider.name, req.path, exc.reason, number)
-        return _forbidden()
+        return _refused(provider, status=status)
     except Challenge as exc:
         inbound.events.challenged(provider.name, req.path, exc.reason, number)
         return respond(exc.rendered)
@@ -156,6 +164,13 @@ async def _verified(
 
 def _forbidden() -> web.Response:
     return web.Response(status=403, text="Forbidden: the request signature is not valid")
+
+
+def _refused(provider: Provider, *, status: bool) -> web.Response:
+    """The one answer for an unknown number and for a known one whose request fails
+    verification: the provider's reject (a genuine call to a number nobody configured is
+    declined, unbilled where the provider allows it), or its ack for a status callback."""
+    return respond(provider.ack_status() if status else provider.reject())
 
 
 def _malformed(provider: Provider, req: WebhookRequest, exc: MalformedWebhook) -> web.Response:

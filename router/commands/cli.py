@@ -83,6 +83,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         response=response,
         offline=args.offline,
         render=args.render,
+        account=args.account,
     )
     try:
         result = asyncio.run(simulate(settings, request))
@@ -219,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--provider", default="twilio", choices=["twilio", "telnyx", "vonage"], help="with --to"
+    )
+    sim.add_argument(
+        "--account",
+        help="with --to: the number's Twilio AccountSid (needed when several accounts hold it)",
     )
     sim.add_argument("--response", help="the server's assistant-request answer (JSON), not sent")
     sim.add_argument("--offline", action="store_true", help="treat the server as unreachable")

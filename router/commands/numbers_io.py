@@ -34,7 +34,14 @@ from pydantic import ValidationError
 from router.errors import validation_messages
 from router.manage.number_service import CREATE_MODELS
 from router.manage.secrecy import get_path, map_paths, mask
-from router.models.phone_numbers import PROVIDERS, secret_fields, sip_lookup_key
+from router.models.phone_numbers import (
+    ACCOUNT_SCOPED_PROVIDERS,
+    PROVIDERS,
+    account_lookup_key,
+    number_only_key,
+    secret_fields,
+    sip_lookup_key,
+)
 
 DEFAULT_URL: Final = "http://127.0.0.1:8080"
 # The list endpoints cap `limit` at 1000.
@@ -161,6 +168,10 @@ def key_of(number: Mapping[str, Any]) -> str | None:
     if provider == "byo-phone-number":
         value = number.get("number")
         return f"byo:{number.get('credentialId')}:{value}" if value else None
+    if provider in ACCOUNT_SCOPED_PROVIDERS:
+        return account_lookup_key(
+            provider, str(number.get("twilioAccountSid")), str(number.get("number"))
+        )
     return f"{provider}:{number.get('number')}"
 
 
@@ -215,7 +226,8 @@ def build_export(listed: list[dict[str, Any]]) -> Export:
     for key, shape in keyed:
         for path in secret_fields(shape["provider"]):
             if isinstance(get_path(shape, path), str):
-                name = base = placeholder_name(path, key)
+                # Named by the number alone, as before numbers were keyed by account.
+                name = base = placeholder_name(path, number_only_key(key) or key)
                 suffix = 2
                 while name in used:  # two keys that read alike once sanitised
                     name, suffix = f"{base}_{suffix}", suffix + 1

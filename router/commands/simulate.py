@@ -20,7 +20,13 @@ from pydantic import ValidationError
 from router.errors import validation_messages
 from router.manage.number_service import CREATE_MODELS, parse_number
 from router.manage.orgs import Orgs
-from router.models.phone_numbers import AnyPhoneNumber, lookup_key, sip_lookup_key
+from router.models.phone_numbers import (
+    ACCOUNT_SCOPED_PROVIDERS,
+    AnyPhoneNumber,
+    account_lookup_key,
+    lookup_key,
+    sip_lookup_key,
+)
 from router.models.wire import normalize_e164
 from router.pipeline.assistant_request import AssistantRequestClient
 from router.pipeline.decide import AssistantRequestResult, decide
@@ -28,7 +34,7 @@ from router.pipeline.decision import Decision
 from router.pipeline.inbound_call import InboundCall
 from router.providers import PROVIDERS, RenderContext
 from router.settings import DEFAULT_ORG_ID, Settings
-from router.store.interface import StoreUnavailable
+from router.store.interface import KIND_PHONE_NUMBER, Doc, ListQuery, Store, StoreUnavailable
 
 
 class SimulateError(Exception):
@@ -45,6 +51,7 @@ class Request:
     response: dict[str, Any] | None
     offline: bool
     render: str | None
+    account: str | None = None  # the provider account (Twilio AccountSid), with `to`
 
 
 READ_ONLY_FIELDS = ("id", "orgId", "createdAt", "updatedAt", "status")
@@ -78,7 +85,23 @@ def number_from_file(path: Path, org_id: str = DEFAULT_ORG_ID) -> AnyPhoneNumber
     )
 
 
-async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
+async def _by_number(store: Store, settings: Settings, provider: str, to: str) -> Doc | None:
+    """The one `provider` number `to` among the configured orgs' numbers, whatever its
+    account; `SimulateError` when several accounts hold it."""
+    found: list[Doc] = []
+    for org_id in dict.fromkeys([DEFAULT_ORG_ID, *(org.id for org in settings.all_orgs())]):
+        page = await store.list(KIND_PHONE_NUMBER, org_id, ListQuery(search=to, limit=1000))
+        found += [d for d in page.items if d.get("provider") == provider and d.get("number") == to]
+    if len(found) > 1:
+        raise SimulateError(f"{len(found)} accounts hold {provider} number {to}: give --account")
+    return found[0] if found else None
+
+
+async def _number_from_store(
+    settings: Settings, key: str, *, number: tuple[str, str] | None = None
+) -> AnyPhoneNumber:
+    """The number claiming `key`; with `number` (provider, E.164), when no number claims
+    `key`, the one number of that provider and number among the orgs', whatever account."""
     from router.app import make_store
     from router.manage.documents import Codec
     from router.manage.secrecy import SecretBox, SecretKeyError
@@ -94,6 +117,8 @@ async def _number_from_store(settings: Settings, key: str) -> AnyPhoneNumber:
         ) from None
     try:
         doc = await store.lookup(key)
+        if doc is None and number is not None:
+            doc = await _by_number(store, settings, *number)
     except StoreUnavailable as exc:
         raise SimulateError(f"cannot read the store: {exc.detail}") from None
     finally:
@@ -118,7 +143,14 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
             to = normalize_e164(request.to)
         except ValueError as exc:
             raise SimulateError(f"--to: {exc}") from None
-        number = await _number_from_store(settings, f"{request.provider}:{to}")
+        if request.account and request.provider in ACCOUNT_SCOPED_PROVIDERS:
+            key = account_lookup_key(request.provider, request.account, to)
+            number = await _number_from_store(settings, key)
+        else:
+            # Without an account: the number-only key (also what numbers stored before
+            # numbers were keyed by account claim), else the one number of any account.
+            key = f"{request.provider}:{to}"
+            number = await _number_from_store(settings, key, number=(request.provider, to))
     else:
         raise SimulateError("give --to, --sip-uri or --number-file")
     loop = asyncio.get_running_loop()

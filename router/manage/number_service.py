@@ -34,6 +34,7 @@ from router.models.phone_numbers import (
     ImportTwilioPhoneNumberDTO,
     VapiPhoneNumber,
     lookup_key,
+    number_only_key,
     secret_fields,
 )
 from router.models.wire import WireModel
@@ -209,6 +210,7 @@ class PhoneNumbers:
         doc = self._codec.seal(record.wire(), secret_fields(record.provider))
         key = lookup_key(record)
         try:
+            await self._check_number_only_claim(record, key)
             if create:
                 await self._store.create(KIND_PHONE_NUMBER, doc, key)
             else:
@@ -217,6 +219,20 @@ class PhoneNumbers:
             raise conflict_error(exc, org_id, _describe(record)) from None
         except NotFound:
             raise not_found("Phone number") from None
+
+    async def _check_number_only_claim(self, record: AnyPhoneNumber, key: str | None) -> None:
+        """`Conflict` when a number stored before numbers were keyed by account (it still
+        claims the number-only key) is this number under the same account: the store's
+        claim on the new key cannot see it. Not atomic with the write; such records move to
+        the new key on their next update."""
+        older = None if key is None else number_only_key(key)
+        if key is None or older is None:
+            return
+        doc = await self._store.lookup(older)
+        if doc is None or doc.get("id") == record.id:
+            return
+        if lookup_key(self.from_doc(doc)) == key:
+            raise Conflict(key, str(doc["id"]), str(doc["orgId"]))
 
     async def _check_credential(self, org_id: str, provider: str, credential_id: Any) -> None:
         wanted = CREDENTIAL_PROVIDER.get(provider)

@@ -272,12 +272,38 @@ def sip_lookup_key(uri: str) -> str:
 
 
 def lookup_key(number: AnyPhoneNumber) -> str | None:
-    """The key inbound calls find this number by; unique across the deployment."""
+    """The key inbound calls find this number by; unique across the deployment.
+
+    A Twilio number is keyed by its account as well (`twilio:AC...:+E164`): the webhook
+    names the account (`AccountSid`), and a number belongs to one account at Twilio, so a
+    registration under another account can neither block nor intercept the owner's.
+    """
     if isinstance(number, VapiPhoneNumber):
         return sip_lookup_key(number.sip_uri) if number.sip_uri else None
     if isinstance(number, ByoPhoneNumber):
         return f"byo:{number.credential_id}:{number.number}" if number.number else None
+    if isinstance(number, TwilioPhoneNumber):
+        return account_lookup_key("twilio", number.twilio_account_sid, number.number)
     return f"{number.provider}:{number.number}"
+
+
+def account_lookup_key(provider: str, account: str, number: str) -> str:
+    """The key of a number held under a provider account: `provider:account:+E164`."""
+    return f"{provider}:{account}:{number}"
+
+
+# Providers whose numbers are keyed by account: their webhooks name it, signed.
+ACCOUNT_SCOPED_PROVIDERS: frozenset[str] = frozenset({"twilio"})
+
+
+def number_only_key(key: str) -> str | None:
+    """The number-only key (`twilio:+E164`) an account-scoped key had before numbers were
+    keyed by account; what numbers stored by older versions still claim. None for keys
+    that were never account-scoped."""
+    provider, _, rest = key.partition(":")
+    if provider not in ACCOUNT_SCOPED_PROVIDERS or ":" not in rest:
+        return None
+    return f"{provider}:{rest.rpartition(':')[2]}"  # an E.164 number holds no `:`
 
 
 def secret_fields(provider: str) -> tuple[str, ...]:

@@ -6,7 +6,8 @@ Rules (docs/reference: provider-protocols §2 and §4):
   `credentialId` (a `telnyx` credential of the number's org). `telnyx-timestamp` is Unix
   seconds and must be within ±300 s of when the request arrived (telnyx-python's
   tolerance). Anything missing or malformed is refused.
-- GET (Telnyx's default `voice_method`) is refused (`unsigned-query`, 403): nothing says
+- GET (Telnyx's default `voice_method`) is refused (`unsigned-query`, 403, before the
+  number is looked up): nothing says
   Telnyx signs the query, and a signature over `{timestamp}|` and an empty body would let
   anyone who saw one replay it with any fields for five minutes. Set the TeXML
   application's voice and status callback methods to POST, where every field is signed.
@@ -123,7 +124,13 @@ class TelnyxProvider:
         return settings.telnyx_budget_seconds
 
     def preverify(self, req: WebhookRequest, settings: Settings) -> None:
-        """Nothing to check before the lookup: the signature's key is the number's."""
+        """A request without a signature is refused whatever number it names: Telnyx signs
+        every webhook; a GET carrying fields, whose query is not signed, is refused too. The
+        signature itself is checked with the number's credential."""
+        if req.method == "GET" and req.query:
+            raise VerificationFailed("unsigned-query")
+        if not req.headers.get(SIGNATURE_HEADER, "").strip():
+            raise VerificationFailed("missing-signature")
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`telnyx:+E164` of `To`; None for SIP `To` forms."""
@@ -148,7 +155,7 @@ class TelnyxProvider:
         """
         if not isinstance(number, TelnyxPhoneNumber):
             raise VerificationFailed("provider-mismatch")
-        if req.method == "GET" and req.query:
+        if req.method == "GET" and req.query:  # also refused before the lookup (preverify)
             raise VerificationFailed("unsigned-query")
         credential = number_credential(credentials, number, TelnyxCredential)
         key = _verify_key(credential.public_key)

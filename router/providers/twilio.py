@@ -28,7 +28,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, 
 
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TwilioCredential
-from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber
+from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber, account_lookup_key
 from router.pipeline.decision import Connect, Decision, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
@@ -155,12 +155,20 @@ class TwilioProvider:
         return settings.twilio_budget_seconds
 
     def preverify(self, req: WebhookRequest, settings: Settings) -> None:
-        """Nothing to check before the lookup: the signature's key is the number's."""
+        """A request without X-Twilio-Signature is refused whatever number it names: Twilio
+        signs every webhook. The signature itself is checked with the number's token."""
+        if not req.headers.get(SIGNATURE_HEADER, "").strip():
+            raise VerificationFailed("missing-signature")
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
-        """`twilio:+E164` of `To`; None for `client:` and SIP `To` forms."""
-        number = e164(one(_lenient_fields(req), "To"))
-        return None if number is None else f"twilio:{number}"
+        """`twilio:AccountSid:+E164` of `AccountSid` and `To`; None without an `AccountSid`
+        and for `client:` and SIP `To` forms."""
+        fields = _lenient_fields(req)
+        number = e164(one(fields, "To"))
+        account = one(fields, "AccountSid")
+        if number is None or not account:
+            return None
+        return account_lookup_key(self.name, account, number)
 
     def call_id(self, req: WebhookRequest) -> str | None:
         """The CallSid."""

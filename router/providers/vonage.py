@@ -106,7 +106,9 @@ class VonageProvider:
         return settings.vonage_budget_seconds
 
     def preverify(self, req: WebhookRequest, settings: Settings) -> None:
-        """Nothing to check before the lookup: the signature's key is the number's."""
+        """A request without a bearer token is refused whatever number it names: Vonage
+        signs every webhook. The token itself is checked with the number's credential."""
+        _bearer_token(req.headers.get(AUTHORIZATION_HEADER, ""))
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
         """`vonage:+E164` of `to`; None for events that are not the inbound call's status."""

@@ -54,7 +54,7 @@ async def test_number_writes_are_audited_without_secrets(api: Api, other: Api) -
         (DEFAULT_ORG, vapi["id"], "vapi"),
         (OTHER_ORG, theirs["id"], "twilio"),
     ]
-    assert created[0]["lookup_key"] == "twilio:+14155550100"
+    assert created[0]["lookup_key"] == "twilio:AC0123456789abcdef0123456789abcdef:+14155550100"
     assert created[1]["lookup_key"] == "sip:front-desk@sip.example.com"
     (updated,) = events(logs, "phone_number.updated")
     assert updated["org_id"] == DEFAULT_ORG

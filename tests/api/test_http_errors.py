@@ -94,7 +94,7 @@ async def test_duplicate_names_its_owner_only_within_the_org(api: Api, other: Ap
 
     imported = await other.post(
         "/phone-number/import/twilio",
-        {"twilioPhoneNumber": "+14155550160", "twilioAccountSid": "AC1"},
+        {"twilioPhoneNumber": "+14155550160", "twilioAccountSid": owner["twilioAccountSid"]},
     )
     assert owner["id"] not in rejected(imported, 409)
 

@@ -15,7 +15,9 @@ from router.state import NUMBER_CACHE
 
 from .conftest import Api, MakeSettings, StartApi, expect, rejected, twilio_body
 
-KEY = "twilio:+14155550601"
+ACCOUNT = "AC0123456789abcdef0123456789abcdef"  # twilio_body's
+KEY = f"twilio:{ACCOUNT}:+14155550601"
+MOVED = f"twilio:{ACCOUNT}:+14155550602"
 PROPAGATION_SECONDS = 1.0
 
 
@@ -56,10 +58,10 @@ async def test_a_workers_own_writes_reach_its_cache_at_once(api: Api) -> None:
     assert patched is not None and patched.name == "after"
     expect(await api.patch(path, {"number": "+14155550602"}), 200)
     assert await cached(api, KEY) is None
-    moved = await cached(api, "twilio:+14155550602")
+    moved = await cached(api, MOVED)
     assert moved is not None and moved.id == created["id"]
     expect(await api.delete(path), 200)
-    assert await cached(api, "twilio:+14155550602") is None
+    assert await cached(api, MOVED) is None
 
 
 @pytest.mark.parametrize("backend", ["redis"])
@@ -74,17 +76,17 @@ async def test_writes_through_one_worker_reach_anothers_cache_within_a_second(
 
     warm = await cached(b, KEY)
     assert warm is not None and warm.name == "before"
-    assert await cached(b, "twilio:+14155550602") is None  # a cached miss, too
+    assert await cached(b, MOVED) is None  # a cached miss, too
 
     expect(await a.patch(path, {"name": "after"}), 200)
     await eventually(b, KEY, lambda n: n is not None and n.name == "after")
 
     expect(await a.patch(path, {"number": "+14155550602"}), 200)
     await eventually(b, KEY, lambda n: n is None)
-    await eventually(b, "twilio:+14155550602", lambda n: n is not None and n.id == created["id"])
+    await eventually(b, MOVED, lambda n: n is not None and n.id == created["id"])
 
     expect(await a.delete(path), 200)
-    await eventually(b, "twilio:+14155550602", lambda n: n is None)
+    await eventually(b, MOVED, lambda n: n is None)
 
 
 @pytest.mark.parametrize("backend", ["redis"])

@@ -64,7 +64,8 @@ async def test_a_restarted_worker_has_every_acknowledged_write(
     await restarted.create_number(twilio_body("+14155550503"))
     await restarted.create_number(twilio_body("+14155550504"))
 
-    found: AnyPhoneNumber | None = await restarted.app[NUMBER_CACHE].get("twilio:+14155550501")
+    key = "twilio:AC0123456789abcdef0123456789abcdef:+14155550501"
+    found: AnyPhoneNumber | None = await restarted.app[NUMBER_CACHE].get(key)
     assert found is not None
     assert found.id == kept["id"]
     assert found.name == "renamed"

@@ -176,6 +176,46 @@ async def test_simulate_finds_a_number_in_the_embedded_store(tmp_path: Path) -> 
     assert out["decision"]["outcome"]["targetId"] == "asst-1"
 
 
+async def test_simulate_takes_the_account_when_several_accounts_hold_the_number(
+    tmp_path: Path,
+) -> None:
+    """Numbers are keyed by account: with the number under two Twilio accounts, `--to`
+    alone names no one number (exit 1, asking for `--account`); `--account` picks it."""
+    import asyncio
+    import os
+
+    from router.app import create_app
+    from router.settings import Settings
+    from router.state import PHONE_NUMBERS
+
+    app = create_app(Settings(data_dir=tmp_path / "data", api_key="k"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await app[PHONE_NUMBERS].create("default", {**NUMBER, "assistantId": "asst-1"})
+        await app[PHONE_NUMBERS].create(
+            "default", {**NUMBER, "twilioAccountSid": "AC2", "assistantId": "asst-2"}
+        )
+    finally:
+        await runner.cleanup()
+    out = await _subprocess("simulate", "--to", "+14155550100", "--account", "AC2", cwd=tmp_path)
+    assert out["decision"]["outcome"]["targetId"] == "asst-2"
+    assert out["number"] == "twilio:AC2:+14155550100"
+
+    env = {**os.environ, "ROUTER_DATA_DIR": str(tmp_path / "data"), "ROUTER_LOG_LEVEL": "error"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "router", "simulate", "--to", "+14155550100"),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert "give --account" in err.decode()
+
+
 async def _subprocess(*argv: str, cwd: Path) -> dict[str, Any]:
     import asyncio
     import os

@@ -34,6 +34,8 @@ TELNYX_API_KEY = "KEY-telnyx-SECRET-transfer-4"
 SECRETS = (TWILIO_TOKEN, TWILIO_API_SECRET, SIP_PASSWORD, TELNYX_API_KEY)
 # The placeholders the export writes for the numbers below.
 TOKEN_VAR = "TWILIO_AUTH_TOKEN_14155550100"
+ACCOUNT = "AC0123456789abcdef0123456789abcdef"
+KEY = f"twilio:{ACCOUNT}:+14155550100"  # the lookup key of `twilio()`
 SIP_VAR = "AUTHENTICATION_PASSWORD_FRONT_DESK_SIP_EXAMPLE_COM"
 
 
@@ -285,10 +287,10 @@ async def test_dry_run_prints_the_diff_and_writes_nothing(
         assert await b.numbers() == before
     assert "a-brand-new-SECRET-token-5" not in out
     assert out.splitlines() == [
-        f"update twilio:+14155550100 ({existing['id']})",
+        f"update {KEY} ({existing['id']})",
         '    name: "Old name" → "New name"',
         '    twilioAuthToken: "********" → "********"',
-        "create twilio:+14155550104",
+        f"create twilio:{ACCOUNT}:+14155550104",
         '    provider: "twilio"',
         '    number: "+14155550104"',
         '    twilioAccountSid: "AC0123456789abcdef0123456789abcdef"',
@@ -348,7 +350,7 @@ async def test_fields_the_file_drops_are_cleared_and_left_out_secrets_kept(
         file = write(tmp_path / "numbers.yml", [slim, bare])
         code, out, err = await cli(capsys, "numbers", "import", str(file), "--url", b.url)
         assert code == 0, err
-        assert "updated twilio:+14155550100: assistantId, name, status" in out
+        assert f"updated {KEY}: assistantId, name, status" in out
         assert "updated sip:front-desk@sip.example.com: hooks, server" in out
         stored = {n.get("number") or n["sipUri"]: n for n in await b.stored()}
     twilio_number = stored["+14155550100"]
@@ -390,7 +392,7 @@ async def test_a_bad_file_exits_2_with_every_problem_and_writes_nothing(
         "  numbers[2].provider must be one of: twilio, telnyx, vonage, vapi, byo-phone-number",
         "  numbers[3] must be an object",
         "  numbers[4]: name must be shorter than or equal to 40 characters",
-        "  numbers[5]: twilio:+14155550100 is already numbers[0]",
+        f"  numbers[5]: {KEY} is already numbers[0]",
         "  numbers[6]: a vapi number needs a sipUri to be imported (its key)",
         "  numbers[7]: property extra should not exist",
     ]
@@ -434,7 +436,7 @@ async def test_a_secret_that_is_not_supplied_for_a_new_number_exits_2(
         code, _, err = await cli(capsys, "numbers", "import", str(file), "--url", b.url)
         assert code == 2
         assert await b.numbers() == {}
-    assert "numbers[0] (twilio:+14155550100): twilioAuthToken is not supplied to create it: " in err
+    assert f"numbers[0] ({KEY}): twilioAuthToken is not supplied to create it: " in err
     assert f"set ${TOKEN_VAR}" in err
     assert "numbers[2] (sip:front-desk@sip.example.com): authentication.password" in err
 

@@ -42,11 +42,13 @@ async def scrape(client: Client) -> Scrape:
 
 
 async def voice(
-    client: Client, fields: dict[str, str], signature_ok: bool = True
+    client: Client, fields: dict[str, str], signature_ok: bool = True, unsigned: bool = False
 ) -> tuple[int, bytes]:
     headers = signed(f"{PUBLIC_URL}/twilio/voice", fields)
     if not signature_ok:
         headers["X-Twilio-Signature"] = "bm90IGEgc2lnbmF0dXJl"
+    if unsigned:
+        del headers["X-Twilio-Signature"]
     async with client.post("/twilio/voice", data=urlencode(fields), headers=headers) as response:
         return response.status, await response.read()
 
@@ -54,8 +56,8 @@ async def voice(
 async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     aiohttp_client: AiohttpClient, tmp_path: Path
 ) -> None:
-    """Three routed calls, one forged signature, one unknown number, one API create: each
-    shows in its metric with the labels dashboards filter on."""
+    """Three routed calls, one forged signature, one unsigned request, one unknown number,
+    one API create: each shows in its metric with the labels dashboards filter on."""
     settings = Settings(
         api_key=API_KEY,
         data_dir=tmp_path / "data",
@@ -76,8 +78,10 @@ async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     for _ in range(3):
         status, body = await voice(client, voice_form())
         assert status == 200 and stream_parameters(body)["targetId"] == "asst-1"
-    status, _ = await voice(client, voice_form(), signature_ok=False)
-    assert status == 403
+    status, body = await voice(client, voice_form(), signature_ok=False)
+    assert status == 200 and b"<Reject/>" in body  # as an unknown number is
+    status, _ = await voice(client, voice_form(), unsigned=True)
+    assert status == 403  # before any lookup
     status, body = await voice(client, voice_form(to="+14155550999"))
     assert status == 200 and b"<Reject/>" in body  # rejected unanswered
 
@@ -90,12 +94,15 @@ async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     assert after.value("router_decision_seconds_bucket", le="+Inf", **timing) == 3
     assert after.value("router_decision_seconds_bucket", le="5.0", **timing) == 3
     # Misses: the first call (the create dropped the number from this worker's cache) and
-    # the unknown number. Hits: the next two calls and the forged one (its number's token
-    # is what the signature is checked with).
-    assert after.value("router_cache_lookups_total", result="miss") == 2
+    # the unknown number, twice (its account's key, then the number-only key numbers stored
+    # by older versions claim). Hits: the next two calls and the forged one (its number's
+    # token is what the signature is checked with).
+    assert after.value("router_cache_lookups_total", result="miss") == 3
     assert after.value("router_cache_lookups_total", result="hit") == 3
     rejected = {"provider": "twilio", "reason": "bad-signature"}
     assert after.value("router_webhook_rejections_total", **rejected) == 1
+    unsigned = {"provider": "twilio", "reason": "missing-signature"}
+    assert after.value("router_webhook_rejections_total", **unsigned) == 1
     assert after.value("router_unknown_numbers_total", provider="twilio") == 1
     created = {"method": "POST", "route": "/phone-number", "status": "201"}
     assert after.value("router_api_requests_total", **created) == 1
@@ -103,7 +110,7 @@ async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     assert after.value("router_api_request_seconds_count", **timed) == 1
     # Webhooks count by their route too, whatever they answered.
     webhook = {"method": "POST", "route": "/twilio/voice"}
-    assert after.value("router_api_requests_total", status="200", **webhook) == 4
+    assert after.value("router_api_requests_total", status="200", **webhook) == 5
     assert after.value("router_api_requests_total", status="403", **webhook) == 1
     assert after.value("router_inflight_webhooks") == 0
 

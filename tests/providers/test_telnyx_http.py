@@ -27,6 +27,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from structlog.typing import EventDict
 
 from router.app import create_app
+from router.providers import twiml
 from router.settings import Settings
 
 API_KEY = "telnyx-http-api-key-of-the-default-org"
@@ -318,10 +319,11 @@ async def test_a_blocked_number_is_rejected(router: Router) -> None:
         ("forged-body", "bad-signature"),
     ],
 )
-async def test_a_bad_signature_is_403_logged_and_never_routed(
+async def test_a_bad_signature_is_refused_logged_and_never_routed(
     router: Router, customer: Customer, logs: list[EventDict], tamper: str, reason: str
 ) -> None:
-    """Forbidden, a `webhook.rejected` event with the reason, no assistant-request."""
+    """The `<Reject/>` an unknown number gets, a `webhook.rejected` event with the reason,
+    no assistant-request."""
     await router.create_number(server={"url": customer.url})
     form = voice_form(call_sid())
     now = int(time.time())
@@ -336,7 +338,7 @@ async def test_a_bad_signature_is_403_logged_and_never_routed(
         }
         forged = urlencode(form | {"From": "+19005550000"}).encode()
         answer = await router.send("POST", "/telnyx/voice", forged, headers)
-    assert answer.status == 403
+    assert [child.tag for child in answer.root] == ["Reject"]
     (event,) = named(logs, "webhook.rejected")
     assert (event["provider"], event["reason"]) == ("telnyx", reason)
     assert named(logs, "call.routed") == []
@@ -503,11 +505,14 @@ async def test_duplicate_and_out_of_order_status_callbacks_are_harmless(
     assert len(named(logs, "call.status")) == 4
 
 
-async def test_a_badly_signed_status_callback_is_403_and_changes_nothing(router: Router) -> None:
+async def test_a_badly_signed_status_callback_is_acked_and_changes_nothing(
+    router: Router,
+) -> None:
+    """The ack an unknown number's callback gets; no call record."""
     await router.create_number(assistantId="asst-1")
     sid = call_sid()
     answer = await router.post(
         status_form(sid, "completed", 3), path="/telnyx/status", key=Ed25519PrivateKey.generate()
     )
-    assert answer.status == 403
+    assert (answer.status, answer.body) == (200, twiml.EMPTY)
     assert (await router.call_record(sid))[0] == 404

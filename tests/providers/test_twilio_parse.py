@@ -89,7 +89,7 @@ def test_realistic_voice_webhook_parses_to_an_inbound_call(provider: TwilioProvi
     assert call.created_at == datetime.fromtimestamp(1_700_000_000.0, UTC)
     assert dict(call.params) == voice_form()
     assert call.transport == "pstn"
-    assert provider.lookup_key(req) == f"twilio:{NUMBER}"
+    assert provider.lookup_key(req) == f"twilio:{ACCOUNT_SID}:{NUMBER}"
     assert provider.call_id(req) == CALL_SID
 
 
@@ -126,7 +126,7 @@ def test_withheld_caller_is_kept_or_called_anonymous(
 def test_called_number_is_normalised_to_e164(provider: TwilioProvider) -> None:
     req = post(voice_form(To="14155550100"))
     assert provider.parse(req).to_number == NUMBER
-    assert provider.lookup_key(req) == f"twilio:{NUMBER}"
+    assert provider.lookup_key(req) == f"twilio:{ACCOUNT_SID}:{NUMBER}"
 
 
 @pytest.mark.parametrize(

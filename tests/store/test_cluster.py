@@ -437,12 +437,13 @@ async def test_a_change_through_one_worker_reaches_the_other_within_a_second(
     b = await aiohttp_client(create_app(settings(cluster_url)))
     created = await create_number(a, name="before")
     cache = b.app[NUMBER_CACHE]
-    cached = await cache.get(f"twilio:{NUMBER}")
+    key = f"twilio:{ACCOUNT_SID}:{NUMBER}"
+    cached = await cache.get(key)
     assert cached is not None and cached.name == "before"
 
     await api(a, "PATCH", f"/phone-number/{created['id']}", {"name": "after"}, 200)
     deadline = time.monotonic() + 1.0
-    while (seen := await cache.get(f"twilio:{NUMBER}")) is None or seen.name != "after":
+    while (seen := await cache.get(key)) is None or seen.name != "after":
         assert time.monotonic() < deadline, "worker B still routes the old configuration"
         await asyncio.sleep(0.01)
 

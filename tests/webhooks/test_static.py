@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 import pytest
 
 from .conftest import (
+    ACCOUNT_SID,
     CALLER,
     NUMBER,
     PUBLIC_URL,
@@ -141,7 +142,7 @@ async def test_an_unknown_number_is_rejected_unanswered(router: Router, logs: Lo
     assert (event["provider"], event["path"], event["to"]) == (
         "twilio",
         "/twilio/voice",
-        "twilio:+14155550999",
+        f"twilio:{ACCOUNT_SID}:+14155550999",
     )
     assert logs.routed() == []
 

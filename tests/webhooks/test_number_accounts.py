@@ -1,0 +1,217 @@
+"""Numbers belong to a provider account: a registration under another account can neither
+block nor intercept the owner's, and requests that are not the provider's cannot tell known
+numbers from unknown ones."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from router.state import STORE
+from router.store.interface import KIND_PHONE_NUMBER
+
+from .conftest import (
+    ACCOUNT_SID,
+    API_KEY,
+    NUMBER,
+    OTHER_ACCOUNT_SID,
+    OTHER_KEY,
+    OTHER_TOKEN,
+    PUBLIC_URL,
+    TOKEN,
+    Customer,
+    Logs,
+    MakeRouter,
+    Router,
+    sign,
+    status_form,
+    stream_parameters,
+    voice_form,
+)
+
+UNKNOWN = "+14155550999"
+# The key a number stored before numbers were keyed by account still claims.
+NUMBER_ONLY_KEY = f"twilio:{NUMBER}"
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def router_on(request: pytest.FixtureRequest, make_router: MakeRouter) -> Router:
+    if request.param == "embedded":
+        return await make_router()
+    return await make_router(redis_url=request.getfixturevalue("redis_url"))
+
+
+async def another_customer(aiohttp_server: AiohttpServer) -> Customer:
+    """A second customer server: the other org's."""
+    theirs = Customer()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", theirs.handle)
+    server = await aiohttp_server(app)
+    theirs.url = str(server.make_url("/assistant-request"))
+    return theirs
+
+
+async def squat(router: Router, server_url: str) -> dict[str, Any]:
+    """Org B registers our number under B's own Twilio account."""
+    return await router.create_number(
+        key=OTHER_KEY,
+        twilioAccountSid=OTHER_ACCOUNT_SID,
+        twilioAuthToken=OTHER_TOKEN,
+        server={"url": server_url},
+    )
+
+
+def theirs() -> dict[str, str]:
+    """A call to the same number, as B's Twilio account sends it."""
+    return voice_form(AccountSid=OTHER_ACCOUNT_SID)
+
+
+async def routed_to(router: Router, fields: Mapping[str, str], token: str, to: Customer) -> None:
+    before = len(to.assistant_requests)
+    answer = await router.post(fields, token=token)
+    assert stream_parameters(answer.root)["callId"] == fields["CallSid"]
+    assert len(to.assistant_requests) == before + 1
+
+
+# --- squatting ----------------------------------------------------------------------------
+
+
+async def test_a_number_registered_under_another_account_blocks_nothing(
+    router_on: Router, customer: Customer, aiohttp_server: AiohttpServer
+) -> None:
+    """Org B registers our number first, under B's account: our create is still a 201, our
+    account's signed calls reach our server, and B's account's reach B's."""
+    router = router_on
+    their_server = await another_customer(aiohttp_server)
+    await squat(router, their_server.url)
+    ours = await router.create_number(server={"url": customer.url})
+    assert ours["twilioAccountSid"] == ACCOUNT_SID
+
+    await routed_to(router, voice_form(), TOKEN, customer)
+    await routed_to(router, theirs(), OTHER_TOKEN, their_server)
+    assert len(customer.assistant_requests) == 1
+    assert len(their_server.assistant_requests) == 1
+
+
+async def test_the_same_account_and_number_twice_is_409(router_on: Router) -> None:
+    """A number belongs to one account at Twilio: a second registration of that account's
+    number is a 409, from our org and from another."""
+    router = router_on
+    await router.create_number()
+    for key in (API_KEY, OTHER_KEY):
+        async with router.client.post(
+            "/phone-number",
+            json={
+                "provider": "twilio",
+                "number": NUMBER,
+                "twilioAccountSid": ACCOUNT_SID,
+                "twilioAuthToken": TOKEN,
+            },
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            assert response.status == 409, await response.text()
+
+
+# --- numbers stored before numbers were keyed by account ----------------------------------
+
+
+async def stored_the_old_way(router: Router, **fields: Any) -> dict[str, Any]:
+    """A number as an older version stored it: its document claiming `twilio:+E164`."""
+    created = await router.create_number(**fields)
+    store = router.client.app[STORE]
+    doc = await store.delete(KIND_PHONE_NUMBER, "default", created["id"])
+    assert doc is not None
+    await store.create(KIND_PHONE_NUMBER, doc, NUMBER_ONLY_KEY)
+    assert (await store.lookup(f"twilio:{ACCOUNT_SID}:{NUMBER}")) is None
+    return created
+
+
+async def test_a_number_stored_by_an_older_version_still_routes(
+    router_on: Router, customer: Customer, aiohttp_server: AiohttpServer
+) -> None:
+    """Its number-only claim is found when the account's key misses; another account may
+    register the number beside it; the same account may not; an update moves its claim
+    to the account's key."""
+    router = router_on
+    ours = await stored_the_old_way(router, server={"url": customer.url})
+    await routed_to(router, voice_form(), TOKEN, customer)
+
+    their_server = await another_customer(aiohttp_server)
+    await squat(router, their_server.url)
+    await routed_to(router, theirs(), OTHER_TOKEN, their_server)
+    await routed_to(router, voice_form(), TOKEN, customer)
+
+    async with router.client.post(
+        "/phone-number",
+        json={"provider": "twilio", "number": NUMBER, "twilioAccountSid": ACCOUNT_SID},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ) as response:
+        assert response.status == 409
+        assert ours["id"] in (await response.json())["message"]
+
+    await router.patch_number(ours["id"], name="moved")
+    store = router.client.app[STORE]
+    moved = await store.lookup(f"twilio:{ACCOUNT_SID}:{NUMBER}")
+    assert moved is not None and moved["id"] == ours["id"]
+    assert await store.lookup(NUMBER_ONLY_KEY) is None
+    await routed_to(router, voice_form(), TOKEN, customer)
+
+
+# --- probing ------------------------------------------------------------------------------
+
+
+async def exchange(
+    router: Router, fields: Mapping[str, str], path: str, signature: str | None
+) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and headers (but `Date`) of the answer to a form POST."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signature is not None:
+        headers["X-Twilio-Signature"] = signature
+    async with router.client.post(path, data=urlencode(fields), headers=headers) as response:
+        body = await response.read()
+        kept = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+        return response.status, body, kept
+
+
+@pytest.mark.parametrize("path", ["/twilio/voice", "/twilio/status"])
+@pytest.mark.parametrize(
+    "signing",
+    ["unsigned", "forged", "other-token", "our-token-other-account"],
+)
+async def test_a_request_that_is_not_the_providers_tells_nothing_of_the_number(
+    router: Router, customer: Customer, logs: Logs, path: str, signing: str
+) -> None:
+    """The same status, body and headers for a known number and an unknown one, whether
+    the request is unsigned (403 before any lookup) or badly signed (the answer an unknown
+    number gets); the events still tell ops which it was, and nothing is routed."""
+    await router.create_number(server={"url": customer.url})
+    form = voice_form() if path == "/twilio/voice" else status_form("CAprobe", "completed")
+    answers = []
+    for to in (NUMBER, UNKNOWN):
+        fields = form | {"To": to, "Called": to}
+        if signing == "our-token-other-account":
+            fields |= {"AccountSid": OTHER_ACCOUNT_SID}
+        signature = {
+            "unsigned": None,
+            "forged": "dGhpcyBpcyBub3QgYSBzaWduYXR1cmU=",
+            "other-token": sign(PUBLIC_URL + path, fields, OTHER_TOKEN),
+            "our-token-other-account": sign(PUBLIC_URL + path, fields, TOKEN),
+        }[signing]
+        answers.append(await exchange(router, fields, path, signature))
+    known, unknown = answers
+    assert known == unknown
+    assert known[0] == (403 if signing == "unsigned" else 200)
+    assert logs.routed() == []
+    assert customer.received == []
+    if signing == "unsigned":
+        assert [e["reason"] for e in logs.named("webhook.rejected")] == ["missing-signature"] * 2
+    elif signing == "our-token-other-account":  # keyed by account: neither number is found
+        assert len(logs.named("webhook.unknown_number")) == 2
+    else:
+        assert len(logs.named("webhook.rejected")) == 1
+        assert len(logs.named("webhook.unknown_number")) == 1
