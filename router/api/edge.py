@@ -31,6 +31,9 @@ def error_response(error: ApiError) -> web.Response:
     response = json_response(error.body(), status=error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    elif error.status == 408:
+        # A body too slow to arrive: closed now, not read on for aiohttp's lingering time.
+        response.force_close()
     return response
 
 
