@@ -29,8 +29,8 @@ BODY_TIMEOUT_SECONDS = 1.0
 
 
 async def trickle_body(port: int, path: str, headers: dict[str, str]) -> tuple[bytes, float, bool]:
-    """POST `path` announcing 100 bytes of body and sending one every 0.4 s: the status
-    line of the answer, the seconds it took, and whether the server closed afterwards."""
+    """POST `path` announcing 100 bytes of body and sending one every 0.4 s: the answer
+    (status line first), the seconds it took, and whether the server closed afterwards."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     start = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 100\r\n"
@@ -49,7 +49,7 @@ async def trickle_body(port: int, path: str, headers: dict[str, str]) -> tuple[b
         took = time.monotonic() - started
         try:
             # Whatever the answer's body, the server closes the connection after it.
-            await asyncio.wait_for(reader.read(), 5)
+            status += await asyncio.wait_for(reader.read(), 5)
             closed = True
         except TimeoutError:
             closed = False
@@ -89,6 +89,9 @@ async def test_a_body_sent_byte_by_byte_gets_408_within_the_body_timeout(
         await router.wait_healthy(http)
         status, took, closed = await trickle_body(router.port, path, headers)
         assert status.startswith(b"HTTP/1.1 408 "), status
+        assert b"\r\nConnection: close\r\n" in status
+        assert b'"statusCode":408' in status
+        assert b"the body did not arrive within 1 s" in status
         assert BODY_TIMEOUT_SECONDS <= took < BODY_TIMEOUT_SECONDS + 1.5, took
         assert closed
         await asyncio.sleep(0.3)  # the line is written when the loop turn ends
