@@ -68,7 +68,8 @@ async def read_body(request: web.Request, timeout_seconds: float) -> bytes:
 
     aiohttp waits for a body as long as bytes keep coming; a client sending one every few
     seconds would hold the connection, its descriptor and a task for minutes. The 408
-    closes the connection (`error_response`): the rest of that body is not waited for.
+    ends the connection (`error_response`) at most a second later (the lingering time of
+    router/commands/serve.py): the rest of that body is not waited for.
     """
     try:
         async with asyncio.timeout(timeout_seconds):
