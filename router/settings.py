@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     # Domain on which `vapi` numbers without a sipUri get one generated.
     sip_domain: str = "sip.router.local"
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A request body must arrive whole within this, else 408 and the connection closes: a
+    # client trickling bytes holds a descriptor no longer. A webhook's body gets at most
+    # half its provider's budget, so a late body still leaves time to decide the call.
+    request_body_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # How long an idle connection stays open, and also how long a new connection may take
+    # to send its first request's headers: aiohttp starts this timer when a connection
+    # opens, and it is the only in-process bound on slow headers (docs/runbook.md).
+    keepalive_timeout_seconds: float = Field(default=75.0, gt=0, le=3600)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "info"
     # Caller numbers in logs: "full", "last4" (default) or "none".

@@ -31,6 +31,10 @@ def error_response(error: ApiError) -> web.Response:
     response = json_response(error.body(), status=error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    elif error.status == 408:
+        # A body too slow to arrive: `Connection: close`, never reused. aiohttp drops what
+        # still comes for its lingering time (1 s, router/commands/serve.py), then closes.
+        response.force_close()
     return response
 
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 from multidict import MultiMapping
 
 from router.errors import ApiError, bad_request
 from router.settings import OrgConfig
-from router.state import ORGS
+from router.state import ORGS, SETTINGS
 from router.store.interface import ListQuery, to_micros
+
+log = structlog.get_logger("router.api")
 
 JSON_TYPES = ("application/json",)
 
@@ -50,13 +54,38 @@ async def json_body(request: web.Request) -> Any:
         ctype.startswith("application/") and ctype.endswith("+json")
     ):
         raise ApiError(415, f"Content-Type must be application/json, not {ctype or 'missing'}")
-    raw = await request.read()
+    raw = await read_body(request, request.app[SETTINGS].request_body_timeout_seconds)
     if not raw.strip():
         raise bad_request("body must be a JSON object")
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise bad_request(f"body is not valid JSON: {exc}") from None
+
+
+async def read_body(request: web.Request, timeout_seconds: float) -> bytes:
+    """The whole body, or 408 when it has not arrived within `timeout_seconds`.
+
+    aiohttp waits for a body as long as bytes keep coming; a client sending one every few
+    seconds would hold the connection, its descriptor and a task for minutes. The 408
+    ends the connection (`error_response`) at most a second later (the lingering time of
+    router/commands/serve.py): the rest of that body is not waited for.
+    """
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            return await request.read()
+    except TimeoutError:
+        log.warning(
+            "request.body_timeout",
+            method=request.method,
+            path=request.path,
+            timeout_seconds=timeout_seconds,
+            content_length=request.content_length,
+            received_bytes=request.content.total_bytes,
+        )
+        raise ApiError(
+            408, f"Request Timeout: the body did not arrive within {timeout_seconds:g} s"
+        ) from None
 
 
 def _number(query: MultiMapping[str], name: str, default: int, low: int, high: int | None) -> int:

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from router.api.edge import edge
+from router.api.inputs import read_body
 from router.models.phone_numbers import AnyPhoneNumber, number_only_key
 from router.pipeline.inbound import Inbound, Outcome
 from router.providers.plugin import (
@@ -75,9 +76,11 @@ def respond(rendered: Rendered) -> web.Response:
 WEBHOOK_MAX_BODY_BYTES = 64 * 1024
 
 
-async def _body(request: web.Request) -> bytes:
+async def _body(request: web.Request, inbound: Inbound, provider: Provider) -> bytes:
     """The whole body, read once: every later step works on the snapshot, never on the
-    aiohttp request's body. Usually it came with the headers and is taken as it is."""
+    aiohttp request's body. Usually it came with the headers and is taken as it is;
+    otherwise it must arrive within the body timeout and half the provider's budget
+    (the budget runs from arrival: a late body leaves the decision the other half)."""
     content = request.content
     if content.is_eof():
         body = content.read_nowait()
@@ -86,7 +89,9 @@ async def _body(request: web.Request) -> bytes:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=request.content_length or 0
             )
-        body = await request.read()
+        settings = inbound.settings
+        timeout = min(settings.request_body_timeout_seconds, provider.budget_seconds(settings) / 2)
+        body = await read_body(request, timeout)
     if len(body) > WEBHOOK_MAX_BODY_BYTES:  # a chunked body announces no length
         raise web.HTTPRequestEntityTooLarge(max_size=WEBHOOK_MAX_BODY_BYTES, actual_size=len(body))
     return body
@@ -123,7 +128,7 @@ async def _verified(
     the provider's challenge. None of them is routed.
     """
     received = inbound.loop_time()
-    req = _snapshot(request, inbound, await _body(request), received)
+    req = _snapshot(request, inbound, await _body(request, inbound, provider), received)
     try:
         provider.preverify(req, inbound.settings)
     except VerificationFailed as exc:

@@ -18,7 +18,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final
 
 import structlog
@@ -31,13 +31,16 @@ from gunicorn.errors import HaltServer
 from gunicorn.glogging import Logger as GunicornLogger
 from gunicorn.workers.base import Worker
 
+from router.ops.limits import quiet_accept_errors
 from router.settings import Settings
 
 log = structlog.get_logger("router.serve")
 
 BACKLOG: Final = 1024
-# aiohttp's default (what `web.run_app` uses): connections from a load balancer stay open.
-KEEPALIVE_SECONDS: Final = 75.0
+# How long aiohttp reads on (and drops) a body its handler answered without reading whole,
+# e.g. one that came too slowly (408): the connection then closes. aiohttp's 10 s would let
+# a client that trickles bytes keep it that much longer.
+LINGERING_SECONDS: Final = 1.0
 # After the in-flight webhooks, background forwards get 2 s (router/app.py) and the store
 # closes: the time a worker may still need once its handlers are done.
 CLEANUP_SECONDS: Final = 5
@@ -93,11 +96,17 @@ async def _freeze_heap(_: web.Application) -> None:
     gc.freeze()
 
 
+async def _quiet_accept_errors(_: web.Application) -> AsyncIterator[None]:
+    async with quiet_accept_errors():
+        yield
+
+
 def _app(settings: Settings) -> web.Application:
     from router.app import create_app
 
     app = create_app(settings)
     app.on_startup.append(_freeze_heap)
+    app.cleanup_ctx.append(_quiet_accept_errors)
     return app
 
 
@@ -114,7 +123,8 @@ def serve_one(settings: Settings, host: str, port: int) -> None:
         loop=new_event_loop(),
         access_log=None,
         print=None,
-        keepalive_timeout=KEEPALIVE_SECONDS,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
+        lingering_time=LINGERING_SECONDS,
         shutdown_timeout=shutdown_seconds(settings),
         handle_signals=True,
     )
@@ -157,7 +167,8 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
         return web.AppRunner(
             _app(settings),
             access_log=None,
-            keepalive_timeout=KEEPALIVE_SECONDS,
+            keepalive_timeout=settings.keepalive_timeout_seconds,
+            lingering_time=LINGERING_SECONDS,
             shutdown_timeout=shutdown,
             handle_signals=False,  # the gunicorn worker handles them
         )
