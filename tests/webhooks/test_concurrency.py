@@ -27,7 +27,8 @@ from .conftest import (
     voice_form,
 )
 
-SERVER_SECONDS = 1.0
+# Long enough that 250 arrivals spread over a loaded CI machine's second still overlap.
+SERVER_SECONDS = 2.0
 
 
 async def calls_at_once(router: Router, count: int) -> list[tuple[bytes, float]]:
@@ -59,11 +60,11 @@ def routed_to_server(body: bytes) -> bool:
 async def test_every_call_in_flight_gets_its_assistant_request(
     make_router: MakeRouter, customer: Customer, logs: Logs
 ) -> None:
-    """250 calls at once against a server that answers in 1 s, default settings: every call
+    """250 calls at once against a server that answers in 2 s, default settings: every call
     reaches the server at once and is routed as it says, inside the budget. (aiohttp's
-    default pool held 100: the next 100 waited a second for a connection, the last 50 two,
+    default pool held 100: the next 100 waited for a connection, the last 50 twice as long,
     and fell back.)"""
-    router = await make_router(twilio_budget_seconds=2.5)
+    router = await make_router(twilio_budget_seconds=5.0)
     customer.reply(Reply(json={"assistantId": "asst-1"}, delay=SERVER_SECONDS))
     await router.create_number(server={"url": customer.url})
     answers = await calls_at_once(router, 250)
@@ -72,7 +73,7 @@ async def test_every_call_in_flight_gets_its_assistant_request(
     # All in flight together: the last one reached the server before the first was answered.
     assert max(arrived) - min(arrived) < SERVER_SECONDS
     assert all(routed_to_server(body) for body, _ in answers)
-    assert max(seconds for _, seconds in answers) < 2.5
+    assert max(seconds for _, seconds in answers) < 5.0
     assert {e["assistant_request_outcome"] for e in logs.routed()} == {"ok"}
 
 
@@ -81,7 +82,7 @@ async def test_the_connection_limit_is_a_setting(
 ) -> None:
     """`assistant_request_max_connections` caps the calls that wait on servers at once: with 20,
     the 21st to 40th call queue for a connection, run out of budget and fall back."""
-    router = await make_router(twilio_budget_seconds=1.6, assistant_request_max_connections=20)
+    router = await make_router(twilio_budget_seconds=3.2, assistant_request_max_connections=20)
     customer.reply(Reply(json={"assistantId": "asst-1"}, delay=SERVER_SECONDS))
     await router.create_number(server={"url": customer.url})
     answers = await calls_at_once(router, 40)
@@ -95,7 +96,7 @@ async def test_the_per_host_limit_is_a_setting(
 ) -> None:
     """`assistant_request_max_connections_per_host` caps one server's share the same way."""
     router = await make_router(
-        twilio_budget_seconds=1.6, assistant_request_max_connections_per_host=20
+        twilio_budget_seconds=3.2, assistant_request_max_connections_per_host=20
     )
     customer.reply(Reply(json={"assistantId": "asst-1"}, delay=SERVER_SECONDS))
     await router.create_number(server={"url": customer.url})
