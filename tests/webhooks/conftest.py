@@ -254,14 +254,20 @@ class Customer:
         return await reply.render(self.release)
 
 
-@pytest.fixture
-async def customer(aiohttp_server: AiohttpServer) -> AsyncIterator[Customer]:
-    """The customer's server on 127.0.0.1; answers `{"assistantId": "asst-1"}` by default."""
+async def start_customer(aiohttp_server: AiohttpServer) -> Customer:
+    """A customer's server on 127.0.0.1 (another org's, say, beside `customer`)."""
     the_customer = Customer()
     app = web.Application()
     app.router.add_post("/{tail:.*}", the_customer.handle)
     server = await aiohttp_server(app)
     the_customer.url = str(server.make_url("/assistant-request"))
+    return the_customer
+
+
+@pytest.fixture
+async def customer(aiohttp_server: AiohttpServer) -> AsyncIterator[Customer]:
+    """The customer's server on 127.0.0.1; answers `{"assistantId": "asst-1"}` by default."""
+    the_customer = await start_customer(aiohttp_server)
     yield the_customer
     the_customer.release.set()
 
@@ -462,6 +468,14 @@ def make_router(aiohttp_client: AiohttpClient, tmp_path: Path) -> MakeRouter:
 async def router(make_router: MakeRouter) -> Router:
     """A router on the embedded store."""
     return await make_router()
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def router_on(request: pytest.FixtureRequest, make_router: MakeRouter) -> Router:
+    """A router on each store backend."""
+    if request.param == "embedded":
+        return await make_router()
+    return await make_router(redis_url=request.getfixturevalue("redis_url"))
 
 
 # --- logs ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from router.state import STORE
@@ -26,9 +25,9 @@ from .conftest import (
     TOKEN,
     Customer,
     Logs,
-    MakeRouter,
     Router,
     sign,
+    start_customer,
     status_form,
     stream_parameters,
     voice_form,
@@ -37,23 +36,6 @@ from .conftest import (
 UNKNOWN = "+14155550999"
 # The key a number stored before numbers were keyed by account still claims.
 NUMBER_ONLY_KEY = f"twilio:{NUMBER}"
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def router_on(request: pytest.FixtureRequest, make_router: MakeRouter) -> Router:
-    if request.param == "embedded":
-        return await make_router()
-    return await make_router(redis_url=request.getfixturevalue("redis_url"))
-
-
-async def another_customer(aiohttp_server: AiohttpServer) -> Customer:
-    """A second customer server: the other org's."""
-    theirs = Customer()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", theirs.handle)
-    server = await aiohttp_server(app)
-    theirs.url = str(server.make_url("/assistant-request"))
-    return theirs
 
 
 async def squat(router: Router, server_url: str) -> dict[str, Any]:
@@ -87,7 +69,7 @@ async def test_a_number_registered_under_another_account_blocks_nothing(
     """Org B registers our number first, under B's account: our create is still a 201, our
     account's signed calls reach our server, and B's account's reach B's."""
     router = router_on
-    their_server = await another_customer(aiohttp_server)
+    their_server = await start_customer(aiohttp_server)
     await squat(router, their_server.url)
     ours = await router.create_number(server={"url": customer.url})
     assert ours["twilioAccountSid"] == ACCOUNT_SID
@@ -141,7 +123,7 @@ async def test_a_number_stored_by_an_older_version_still_routes(
     ours = await stored_the_old_way(router, server={"url": customer.url})
     await routed_to(router, voice_form(), TOKEN, customer)
 
-    their_server = await another_customer(aiohttp_server)
+    their_server = await start_customer(aiohttp_server)
     await squat(router, their_server.url)
     await routed_to(router, theirs(), OTHER_TOKEN, their_server)
     await routed_to(router, voice_form(), TOKEN, customer)

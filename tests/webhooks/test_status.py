@@ -5,28 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from .conftest import (
     CALLER,
     NUMBER,
     Customer,
     Logs,
-    MakeRouter,
     Reply,
     Router,
     call_sid,
     stream_parameters,
     voice_form,
 )
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def router_on(request: pytest.FixtureRequest, make_router: MakeRouter) -> Router:
-    """A router on each store backend."""
-    if request.param == "embedded":
-        return await make_router()
-    return await make_router(redis_url=request.getfixturevalue("redis_url"))
 
 
 async def test_a_status_callback_updates_the_call_record(router_on: Router, logs: Logs) -> None:

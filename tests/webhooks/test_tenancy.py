@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from .conftest import (
@@ -20,6 +18,7 @@ from .conftest import (
     Reply,
     Router,
     call_sid,
+    start_customer,
     status_form,
     stream_parameters,
     voice_form,
@@ -27,23 +26,6 @@ from .conftest import (
 
 THEIR_NUMBER = "+14155550177"
 THEIR_CALLER = "+15550009999"
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def router_on(request: pytest.FixtureRequest, make_router: MakeRouter) -> Router:
-    if request.param == "embedded":
-        return await make_router()
-    return await make_router(redis_url=request.getfixturevalue("redis_url"))
-
-
-async def another_customer(aiohttp_server: AiohttpServer) -> Customer:
-    """A second customer server: the other org's."""
-    theirs = Customer()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", theirs.handle)
-    server = await aiohttp_server(app)
-    theirs.url = str(server.make_url("/assistant-request"))
-    return theirs
 
 
 async def their_number(router: Router, server_url: str) -> None:
@@ -67,7 +49,7 @@ async def test_another_orgs_status_callback_never_touches_our_record(
     CallSid: our record keeps its status, their server never hears our caller's number,
     and our own later events still apply."""
     router = router_on
-    their_server = await another_customer(aiohttp_server)
+    their_server = await start_customer(aiohttp_server)
     await router.create_number(server={"url": customer.url})
     await their_number(router, their_server.url)
     sid = call_sid()
@@ -106,7 +88,7 @@ async def test_another_orgs_slow_decision_never_holds_up_our_call(
     for seconds (their server is slow); our call on the other worker is decided at once."""
     ours = await make_router(redis_url=redis_url)
     other_worker = await make_router(redis_url=redis_url)
-    their_server = await another_customer(aiohttp_server)
+    their_server = await start_customer(aiohttp_server)
     their_server.reply(Reply(json={"assistantId": "asst-theirs"}, delay=2.5))
     await ours.create_number(server={"url": customer.url})
     await their_number(ours, their_server.url)
