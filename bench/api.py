@@ -46,8 +46,8 @@ from common import (
     missing_tools,
     processes,
     ratio,
+    run_bench,
     serve,
-    sigterm_as_exit,
     start_redis,
     start_router,
     wait_ready,
@@ -461,20 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve_baseline is not None:
         serve(baseline_app(args.redis_url), args.serve_baseline)
         return 0
-    if missing := missing_tools():
-        print("bench/api.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
-    with sigterm_as_exit():
-        try:
-            report = run(plan_of(args))
-        except KeyboardInterrupt:
-            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
-            return 130
-    print_report(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 1 if any(p["errors"] for p in report["phases"]) else 0
+    return run_bench("api.py", missing_tools(), lambda: run(plan_of(args)), print_report, args.json)
 
 
 if __name__ == "__main__":

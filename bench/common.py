@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -771,6 +771,32 @@ class Bench:
             flush=True,
         )
         return phase
+
+
+def run_bench(
+    script: str,
+    missing: Sequence[str],
+    measure: Callable[[], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+    json_path: Path | None,
+) -> int:
+    """A bench script's main: say what is missing (2), or measure with every process it
+    started stopped on SIGTERM or Ctrl-C (130), show the report, write it as JSON when
+    asked; 1 when a phase had errors."""
+    if missing:
+        print(f"bench/{script} needs:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    with sigterm_as_exit():
+        try:
+            report = measure()
+        except KeyboardInterrupt:
+            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
+            return 130
+    show(report)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {json_path}")
+    return 1 if any(phase["errors"] for phase in report.get("phases", ())) else 0
 
 
 def ratio(a: float, b: float) -> float:

@@ -18,7 +18,6 @@ Run: `python bench/instructions.py` (about 2 minutes).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from common import (
     missing_tools,
     processes,
     router_env,
-    sigterm_as_exit,
+    run_bench,
     start_redis,
     twilio_requests,
     wait_ready,
@@ -130,21 +129,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if missing := missing_tools(valgrind=True):
-        print("bench/instructions.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
     print(f"callgrind, {args.seconds} s of wrk per server at {CONNECTIONS} connections")
-    with sigterm_as_exit():
-        try:
-            report = run(args)
-        except KeyboardInterrupt:
-            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
-            return 130
-    print(f"\nbare / router instructions   {report['bare_over_router']:.3f}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+
+    def show(report: dict[str, Any]) -> None:
+        print(f"\nbare / router instructions   {report['bare_over_router']:.3f}")
+
+    return run_bench(
+        "instructions.py", missing_tools(valgrind=True), lambda: run(args), show, args.json
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import os
 import shlex
 import statistics
@@ -50,7 +49,7 @@ from common import (
     missing_tools,
     processes,
     ratio,
-    sigterm_as_exit,
+    run_bench,
     sip_requests,
     start_bare,
     start_redis,
@@ -451,20 +450,9 @@ def plan_of(args: argparse.Namespace) -> Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if missing := missing_tools():
-        print("bench/webhooks.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
-    with sigterm_as_exit():
-        try:
-            report = run(plan_of(args))
-        except KeyboardInterrupt:
-            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
-            return 130
-    print_report(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 1 if any(p["errors"] for p in report["phases"]) else 0
+    return run_bench(
+        "webhooks.py", missing_tools(), lambda: run(plan_of(args)), print_report, args.json
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ bench/README.md explains every figure.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import statistics
@@ -38,8 +37,8 @@ from common import (
     missing_tools,
     processes,
     ratio,
+    run_bench,
     session_cpu,
-    sigterm_as_exit,
     start_redis,
     start_router,
     twilio_requests,
@@ -247,20 +246,13 @@ def plan_of(args: argparse.Namespace) -> Plan:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if missing := missing_tools(gunicorn=True):
-        print("bench/workers.py needs:\n  " + "\n  ".join(missing), file=sys.stderr)
-        return 2
-    with sigterm_as_exit():
-        try:
-            report = run(plan_of(args))
-        except KeyboardInterrupt:
-            print("\ninterrupted; every process it started was stopped", file=sys.stderr)
-            return 130
-    print_report(report)
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
-    return 1 if any(p["errors"] for p in report["phases"]) else 0
+    return run_bench(
+        "workers.py",
+        missing_tools(gunicorn=True),
+        lambda: run(plan_of(args)),
+        print_report,
+        args.json,
+    )
 
 
 if __name__ == "__main__":
