@@ -135,15 +135,13 @@ async def _verified(
         inbound.events.rejected(provider.name, req.path, exc.reason, None)
         return _forbidden()
     key = provider.lookup_key(req)
+    # A number stored before numbers were keyed by account still claims the older key.
+    older = number_only_key(key) if key is not None else None
     cache_hit, number = inbound.cached_number(key)
+    if number is None and cache_hit and older is not None:
+        cache_hit, number = inbound.cached_number(older)
     if not cache_hit and key is not None:
-        number, cache_hit = await inbound.lookup(provider, key)
-    if number is None and key is not None:
-        older = number_only_key(key)
-        if older is not None:  # a number stored before numbers were keyed by account
-            cache_hit, number = inbound.cached_number(older)
-            if not cache_hit:
-                number, cache_hit = await inbound.lookup(provider, older)
+        number, cache_hit = await inbound.lookup(provider, [k for k in (key, older) if k])
     if number is None:
         if status and key is None:
             # An event about no call of a number (e.g. a leg router dialled): acknowledge.

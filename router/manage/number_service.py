@@ -33,6 +33,7 @@ from router.models.phone_numbers import (
     CreateVonagePhoneNumberDTO,
     ImportTwilioPhoneNumberDTO,
     VapiPhoneNumber,
+    account_lookup_key,
     lookup_key,
     number_only_key,
     secret_fields,
@@ -231,8 +232,14 @@ class PhoneNumbers:
         doc = await self._store.lookup(older)
         if doc is None or doc.get("id") == record.id:
             return
-        if lookup_key(self.from_doc(doc)) == key:
-            raise Conflict(key, str(doc["id"]), str(doc["orgId"]))
+        # Read from the stored document as it is: it may be another org's, whose secrets
+        # are not opened (nor its validity checked) to answer this org's request.
+        account = doc.get("twilioAccountSid")
+        stored = doc.get("number")
+        provider = doc.get("provider")
+        texts = isinstance(account, str) and isinstance(stored, str) and isinstance(provider, str)
+        if texts and account_lookup_key(str(provider), str(account), str(stored)) == key:
+            raise Conflict(key, str(doc["id"]), str(doc.get("orgId", "")))
 
     async def _check_credential(self, org_id: str, provider: str, credential_id: Any) -> None:
         wanted = CREDENTIAL_PROVIDER.get(provider)

@@ -123,20 +123,32 @@ class Inbound:
             self.events.lookup(True)
         return cached, number
 
-    async def lookup(self, provider: Provider, key: str) -> tuple[AnyPhoneNumber | None, bool]:
-        """The number `key` names, read through the cache, and whether the cache answered."""
+    async def lookup(
+        self, provider: Provider, keys: Sequence[str]
+    ) -> tuple[AnyPhoneNumber | None, bool]:
+        """The number the first of `keys` names (a key, then an older form of it), read
+        through the cache, and whether the cache answered. Every read shares one timeout,
+        so the answer stays inside the provider's budget however many keys are tried, and
+        a read that fails ends the search: a store that is down is not asked again."""
         hits = self.numbers.hits
+        number: AnyPhoneNumber | None = None
         timeout = min(2.0, provider.budget_seconds(self.settings) / 3)
         try:
             async with asyncio.timeout(timeout):
-                number = await self.numbers.get(key)
+                for key in keys:
+                    number = await self.numbers.get(key)
+                    if number is not None:
+                        break
         except (StoreUnavailable, TimeoutError):
-            log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=key)
+            log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=keys[0])
             return None, False
         except SecretKeyError as exc:
             # A stored number router cannot read (e.g. secrets under another ROUTER_SECRET_KEY).
             log.error(
-                "webhook.number_unreadable", provider=provider.name, lookup_key=key, detail=str(exc)
+                "webhook.number_unreadable",
+                provider=provider.name,
+                lookup_key=keys[0],
+                detail=str(exc),
             )
             return None, False
         hit = self.numbers.hits > hits
