@@ -172,6 +172,13 @@ return {body, old or ''}
 CALL_LOCK_EXTRA_MS = 1_000  # a decision lock outlives its budget a little: render and write
 
 
+def call_tag(call_id: str) -> str:
+    """The hash tag of a call's keys: a digest of the call id, not the id itself, which
+    may hold braces (a SIP Call-ID may) and would then split the call's keys across
+    cluster slots."""
+    return hashlib.sha256(call_id.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+
+
 def org_scope(org_id: str) -> str:
     """A fixed-length tag of an org, for keys of call ids (which callers choose): with it
     last, no call id of one org can spell another org's key."""
@@ -181,19 +188,19 @@ def org_scope(org_id: str) -> str:
 def call_record(org_id: str, call_id: str) -> str:
     """String: the call's status record JSON (its decision is `call_decision`), with a TTL.
     Scoped to the org: a call id one org's webhook names never reaches another's record."""
-    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:record"
+    return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:record"
 
 
 def call_decision(org_id: str, call_id: str) -> str:
     """String: the record as its decision was first written (SET NX), with a TTL. Kept apart
     from the status record: the status script re-encodes that one with Lua's cjson, which
     would mangle the customer's transient config (`[]` becomes `{}`, digits are lost)."""
-    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:decision"
+    return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:decision"
 
 
 def call_lock(org_id: str, call_id: str) -> str:
     """String: the worker deciding this org's call right now (SET NX PX)."""
-    return f"{PREFIX}:call:{{{call_id}}}:{org_scope(org_id)}:lock"
+    return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:lock"
 
 
 # Update a call record's status unless it would move a final status back, or an older

@@ -499,3 +499,33 @@ async def test_call_records_spread_over_slots_are_written_and_read_back(
         f"/call/{sids[1]}", headers={"Authorization": f"Bearer {API_KEY}"}
     ) as response:
         assert (await response.json())["status"] == "completed"
+
+
+async def test_a_call_id_with_braces_keeps_its_keys_in_one_slot(
+    pair: tuple[RedisStore, RedisStore],
+) -> None:
+    """A SIP Call-ID may hold `{` and `}`: a call's record, decision and lock still share
+    a slot (their tag is a digest of the id), so the multi-key reads and scripts work."""
+    from router.pipeline.call_records import CallRecord, RedisCallRecords, StatusUpdate
+
+    store, _ = pair
+    records = RedisCallRecords(store.client, ttl_seconds=60)
+    for call_id in ("}abc@host", "a{b}c", "{x}", "plain"):
+        record = CallRecord(
+            call_id=call_id,
+            provider="sip",
+            org_id="org-a",
+            phone_number_id="n1",
+            router_call_id="r1",
+            from_number="sip:alice@example.com",
+            to="sip:bob@example.com",
+            decision={"outcome": {"kind": "connect"}},
+        )
+        assert await records.claim("org-a", call_id, ttl_ms=1000)
+        await records.put(record)
+        completed = StatusUpdate("completed", final=True, sequence=None, duration_seconds=3)
+        updated, changed = await records.update_status(record, completed)
+        assert changed and updated.decision == record.decision
+        got = await records.get("org-a", call_id)
+        assert got is not None and (got.status, got.final) == ("completed", True)
+        await records.release("org-a", call_id)
