@@ -87,15 +87,15 @@ class LineLogger:
 
     def msg(self, message: bytes) -> None:
         self._pending.append(message)
-        if self._scheduled:
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            # No loop (any more): written now, also if a loop closed before its flush ran.
             self.flush()
             return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        if not self._scheduled:
+            loop.call_soon(self.flush)
+            self._scheduled = True
 
     def urgent(self, message: bytes) -> None:
         self.msg(message)

@@ -30,6 +30,10 @@ MULTIPROCESS_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
 _HTTP_CHILDREN_KEPT: Final = 1024
 
 
+# The methods `router_api_requests_total` names; any other is counted as `other`.
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class Metrics:
     """Every metric router exports."""
 
@@ -140,6 +144,8 @@ class Metrics:
         """Count and time one HTTP request; `resource` is the aiohttp resource it matched
         (None when none did). The children for each (method, resource, status) are found
         once and kept: this runs for every request, webhooks included."""
+        if method not in _METHODS:  # a client's word: labels stay a fixed set
+            method = "other"
         key = (method, resource, status)
         children = self._http_children.get(key)
         if children is None:

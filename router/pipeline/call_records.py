@@ -159,11 +159,12 @@ class ExpiringTable(Generic[K, V]):
     """A dict whose entries expire `ttl` seconds after they were first written, with at
     most `max_entries` of them (the oldest make room).
 
-    Every entry lives the same time, so the order entries were written in is the order
-    they expire in: a queue of (expiry, key) beside the dict finds the expired ones from
-    its front. Each write removes what has expired since the last, a bounded number at a
-    time, so a write costs the same with a million entries as with one; reads never
-    return an expired entry, whether or not it was removed yet.
+    Entries written with the table's TTL expire in the order they were written: a queue
+    of (expiry, key) beside the dict finds the expired ones from its front. Each write
+    removes what has expired since the last, a bounded number at a time, so a write costs
+    the same with a million entries as with one; reads never return an expired entry,
+    whether or not it was removed yet. An entry given a shorter TTL of its own (a lock) is
+    removed once those written before it are.
     """
 
     # Entries a write removes at most: a write after a long idle spell stays quick, and

@@ -73,3 +73,19 @@ def test_label_sets_beyond_those_kept_are_still_counted() -> None:
     assert got[requests("GET", "/r/0", "200")] == 2
     assert got[requests("GET", "/r/1499", "200")] == 2
     assert sum(v for (name, _), v in got.items() if name == "router_api_requests_total") == 3000
+
+
+def test_a_method_outside_the_known_set_is_counted_as_other() -> None:
+    """Methods are the client's word: any other than the known ones shares one label."""
+    metrics = Metrics()
+    for method in ("BREW", "PROPFIND", "X" * 40):
+        metrics.http_request(method, None, 405, 0.001)
+    metrics.http_request("GET", None, 404, 0.001)
+    samples = {
+        s.labels["method"]
+        for family in metrics.registry.collect()
+        if family.name == "router_api_requests"
+        for s in family.samples
+        if s.name == "router_api_requests_total"
+    }
+    assert samples == {"other", "GET"}
