@@ -183,3 +183,21 @@ async def test_a_write_answered_503_while_redis_hung_is_never_applied_later(
     assert [(n["number"], n.get("assistantId")) for n in listed] == [(SERVER_NUMBER, "asst-kept")]
     status, created = await api("POST", "/phone-number", body)
     assert status == 201, created
+
+
+async def test_a_hung_redis_costs_one_lookup_timeout_not_one_per_key(
+    make_router: MakeRouter, redis_factory: Callable[[], PausableRedis], logs: Logs
+) -> None:
+    """A number not in the cache while Redis hangs: its account's key and the number-only
+    key numbers stored by older versions claim share one lookup timeout (a third of the
+    budget), so the reject leaves well inside the budget and the store is asked once."""
+    redis = redis_factory()
+    router = await make_router(redis_url=redis.url, twilio_budget_seconds=BUDGET_SECONDS)
+    redis.pause()
+    try:
+        answer = await router.voice(voice_form(call_sid(), To=SERVER_NUMBER))
+    finally:
+        redis.resume()
+    assert answer.status == 200 and b"<Reject/>" in answer.body
+    assert answer.seconds < BUDGET_SECONDS / 3 + 0.3
+    assert len(logs.named("webhook.lookup_failed")) == 1
