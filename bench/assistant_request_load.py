@@ -41,26 +41,29 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import shutil
-import socket
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+from common import (
+    API_KEY,
+    TWILIO_ACCOUNT_SID,
+    TWILIO_AUTH_TOKEN,
+    TWILIO_NUMBER,
+    api,
+    free_port,
+    twilio_voice_form,
+)
 from twilio.request_validator import RequestValidator
 
-API_KEY = "bench-assistant-request-load-key"
-TOKEN = "bench-twilio-auth-token-0000000001"
-ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
-NUMBER = "+14155550100"
-CALLER = "+14155550123"
+from router.ops.limits import raise_open_files_limit
+
 ASSISTANT = "asst-bench"
 BUDGET_SECONDS = 7.5
 THREADS = 2
@@ -147,21 +150,6 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def raise_nofile() -> int:
-    """This process's soft RLIMIT_NOFILE raised to the hard limit; children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
 class Customer:
     """The customer's server: every assistant-request answered after `delay` seconds."""
 
@@ -218,17 +206,6 @@ class Sampler:
                 await asyncio.wait_for(stop.wait(), 0.05)
 
 
-def api(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    request = urllib.request.Request(  # noqa: S310  # our own router on loopback
-        base + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return json.loads(response.read())
-
-
 async def wait_ready(base: str, process: asyncio.subprocess.Process) -> None:
     deadline = time.monotonic() + 30
     async with aiohttp.ClientSession() as session:
@@ -247,18 +224,10 @@ async def wait_ready(base: str, process: asyncio.subprocess.Process) -> None:
 
 def signed_requests(public_url: str, calls: int) -> list[str]:
     """One `signature<TAB>form body` line per call, each with its own CallSid."""
-    validator = RequestValidator(TOKEN)
+    validator = RequestValidator(TWILIO_AUTH_TOKEN)
     lines = []
     for i in range(calls):
-        form = {
-            "AccountSid": ACCOUNT_SID,
-            "ApiVersion": "2010-04-01",
-            "CallSid": f"CA{i + 1:032x}",
-            "CallStatus": "ringing",
-            "Direction": "inbound",
-            "From": CALLER,
-            "To": NUMBER,
-        }
+        form = twilio_voice_form(f"CA{i + 1:032x}")
         signature = validator.compute_signature(public_url + "/twilio/voice", form)
         lines.append(f"{signature}\t{urlencode(form)}")
     return lines
@@ -268,7 +237,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
-    nofile = raise_nofile()
+    nofile = raise_open_files_limit()
     customer = Customer(args.server_seconds)
     app = web.Application()
     app.router.add_post("/assistant-request", customer.handle)
@@ -313,9 +282,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "/phone-number",
                 {
                     "provider": "twilio",
-                    "number": NUMBER,
-                    "twilioAccountSid": ACCOUNT_SID,
-                    "twilioAuthToken": TOKEN,
+                    "number": TWILIO_NUMBER,
+                    "twilioAccountSid": TWILIO_ACCOUNT_SID,
+                    "twilioAuthToken": TWILIO_AUTH_TOKEN,
                     "server": {"url": f"http://127.0.0.1:{customer_port}/assistant-request"},
                 },
             )

@@ -301,12 +301,14 @@ def start_redis(started: Processes, cpus: str | None) -> Server:
 
 
 def router_env(
-    redis_url: str, public_url: str, data_dir: Path, *, log_level: str = "info"
+    redis_url: str | None, public_url: str, data_dir: Path, *, log_level: str = "info"
 ) -> dict[str, str]:
-    """The caller's environment without its ROUTER_*, and router's settings for a run."""
+    """The caller's environment without its ROUTER_*, and router's settings for a run
+    (on the embedded store in `data_dir` when `redis_url` is None)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    if redis_url is not None:
+        env["ROUTER_REDIS_URL"] = redis_url
     env.update(
-        ROUTER_REDIS_URL=redis_url,
         ROUTER_API_KEY=API_KEY,
         ROUTER_PUBLIC_URL=public_url,
         ROUTER_RUNTIME_URL=RUNTIME_URL,

@@ -20,8 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
-import resource
 import socket
 import subprocess
 import sys
@@ -31,8 +29,10 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-API_KEY = "bench-key"
+from common import API_KEY, REPO, free_port, router_env
+
+from router.ops.limits import raise_open_files_limit
+
 TRICKLE_EVERY_SECONDS = 5.0
 # Run as the router process: both open-files limits lowered (router raises its soft limit
 # only as far as the hard one), uvloop hidden for the asyncio run.
@@ -48,12 +48,6 @@ runpy.run_module("router", run_name="__main__")
 ACCEPT_FAILURES = ("out of system resource", "Too many open files", "server.out_of_descriptors")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def healthy(port: int, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as r:
@@ -65,13 +59,8 @@ def healthy(port: int, timeout: float = 1.0) -> bool:
 @contextlib.contextmanager
 def router(repo: Path, port: int, log: Path, prefix: list[str]) -> Iterator[None]:
     """`router serve` on `port`, run by `prefix` (the interpreter and its arguments)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    env.update(
-        ROUTER_API_KEY=API_KEY,
-        ROUTER_DATA_DIR=str(log.parent / f"data-{port}"),
-        ROUTER_LOG_FORMAT="json",
-        PYTHONPATH=str(repo),
-    )
+    url = f"http://127.0.0.1:{port}"
+    env = router_env(None, url, log.parent / f"data-{port}") | {"PYTHONPATH": str(repo)}
     with log.open("wb") as sink:
         process = subprocess.Popen(
             prefix, env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=log.parent
@@ -193,9 +182,7 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=1100)
     parser.add_argument("--hold", type=float, default=20)
     args = parser.parse_args()
-    # This process holds `--sockets` connections itself.
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_open_files_limit()  # this process holds `--sockets` connections itself
     with tempfile.TemporaryDirectory(prefix="router-slow-") as tmp:
         workdir = Path(tmp)
         if args.phase in ("trickle", "both"):
