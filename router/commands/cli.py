@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--account",
-        help="with --to: the number's Twilio AccountSid (needed when several accounts hold it)",
+        help="with --to: the number's account, a Twilio AccountSid or a Vonage credential's "
+        "apiKey (needed when several accounts hold it)",
     )
     sim.add_argument("--response", help="the server's assistant-request answer (JSON), not sent")
     sim.add_argument("--offline", action="store_true", help="treat the server as unreachable")

@@ -35,7 +35,6 @@ from router.errors import validation_messages
 from router.manage.number_service import CREATE_MODELS
 from router.manage.secrecy import get_path, map_paths, mask
 from router.models.phone_numbers import (
-    ACCOUNT_SCOPED_PROVIDERS,
     PROVIDERS,
     account_lookup_key,
     number_only_key,
@@ -160,7 +159,8 @@ def session(timeout_seconds: float = REQUEST_TIMEOUT_SECONDS) -> aiohttp.ClientS
 
 
 def key_of(number: Mapping[str, Any]) -> str | None:
-    """The lookup key of a number in wire form (as `router.models.phone_numbers.lookup_key`)."""
+    """The lookup key of a number in wire form (as `router.models.phone_numbers.lookup_key`;
+    a Vonage number's without its credential's account: one org holds a number once)."""
     provider = number.get("provider")
     if provider == "vapi":
         sip_uri = number.get("sipUri")
@@ -168,7 +168,7 @@ def key_of(number: Mapping[str, Any]) -> str | None:
     if provider == "byo-phone-number":
         value = number.get("number")
         return f"byo:{number.get('credentialId')}:{value}" if value else None
-    if provider in ACCOUNT_SCOPED_PROVIDERS:
+    if provider == "twilio":
         return account_lookup_key(
             provider, str(number.get("twilioAccountSid")), str(number.get("number"))
         )

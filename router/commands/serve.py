@@ -36,7 +36,11 @@ from router.settings import Settings
 
 log = structlog.get_logger("router.serve")
 
-BACKLOG: Final = 1024
+# Connections the kernel queues for accept: a burst of calls opening connections at once
+# (a carrier's retries, a load balancer's pool refilling) beyond it waits on SYN
+# retransmissions, a second or more, out of the provider's budget. Linux caps it at
+# net.core.somaxconn (4096 since 5.4); docs/runbook.md says when to raise that.
+BACKLOG: Final = 4096
 # How long aiohttp reads on (and drops) a body its handler answered without reading whole,
 # e.g. one that came too slowly (408): the connection then closes. aiohttp's 10 s would let
 # a client that trickles bytes keep it that much longer.

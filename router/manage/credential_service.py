@@ -20,6 +20,7 @@ from router.models.credentials import (
     CREATE_CREDENTIAL_MODELS,
     CREDENTIAL_MODELS,
     AnyCredential,
+    VonageCredential,
     credential_patch_model,
     credential_secret_fields,
 )
@@ -90,6 +91,15 @@ class Credentials:
         sent_provider = patch.pop("provider", None)
         if sent_provider is not None and sent_provider != current.provider:
             raise bad_request(f"provider cannot be changed (this credential is {current.provider})")
+        new_key = patch.get("apiKey")
+        if isinstance(current, VonageCredential) and new_key not in (None, current.api_key):
+            # Its numbers are keyed by it (`vonage:<apiKey>:+E164`): calls would stop
+            # finding them. A Vonage API key names an account; it is not rotated.
+            raise bad_request(
+                "apiKey cannot be changed: it names the Vonage account whose calls find "
+                "this credential's numbers; create a credential for the other account and "
+                "point the numbers at it"
+            )
         required = tuple(
             info.alias or name
             for name, info in CREATE_CREDENTIAL_MODELS[current.provider].model_fields.items()

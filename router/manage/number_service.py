@@ -19,6 +19,7 @@ from router.manage.documents import (
     require_object,
     validate,
 )
+from router.models.credentials import VonageCredential
 from router.models.phone_numbers import (
     PROVIDERS,
     RECORD_MODELS,
@@ -33,6 +34,7 @@ from router.models.phone_numbers import (
     CreateVonagePhoneNumberDTO,
     ImportTwilioPhoneNumberDTO,
     VapiPhoneNumber,
+    VonagePhoneNumber,
     account_lookup_key,
     lookup_key,
     number_only_key,
@@ -40,7 +42,15 @@ from router.models.phone_numbers import (
 )
 from router.models.wire import WireModel
 from router.pipeline.address_policy import AddressPolicy
-from router.store.interface import KIND_PHONE_NUMBER, Conflict, Doc, ListQuery, NotFound, Store
+from router.store.interface import (
+    KIND_CREDENTIAL,
+    KIND_PHONE_NUMBER,
+    Conflict,
+    Doc,
+    ListQuery,
+    NotFound,
+    Store,
+)
 
 if TYPE_CHECKING:
     from router.manage.twilio_wiring import TwilioWiring
@@ -149,12 +159,12 @@ class PhoneNumbers:
             {**wire, "id": new_id(), "orgId": org_id, "createdAt": moment, "updatedAt": moment},
         )
         self._check_server(record)
-        await self._write(org_id, record, create=True)
+        key = await self._write(org_id, record, create=True)
         if self._wiring is not None:  # stored first (the claim), then wired, else deleted
             await self._wiring.wire(
                 record, undo=lambda: self._store.delete(KIND_PHONE_NUMBER, org_id, record.id)
             )
-        log.info("phone_number.created", **self._audit(record))
+        log.info("phone_number.created", **self._audit(record, key))
         return record
 
     async def update(self, org_id: str, number_id: str, body: Any) -> AnyPhoneNumber:
@@ -179,12 +189,12 @@ class PhoneNumbers:
         record = validate(RECORD_MODELS[current.provider], merged)
         if "server" in patch:
             self._check_server(record)
-        await self._write(org_id, record, create=False)
+        key = await self._write(org_id, record, create=False)
         if self._wiring is not None:  # re-wired when it matters, else put back as it was
             await self._wiring.rewire(
                 current, record, undo=lambda: self._write(org_id, current, create=False)
             )
-        log.info("phone_number.updated", **self._audit(record), fields=sorted(patch))
+        log.info("phone_number.updated", **self._audit(record, key), fields=sorted(patch))
         return record
 
     async def delete(self, org_id: str, number_id: str) -> AnyPhoneNumber:
@@ -195,7 +205,7 @@ class PhoneNumbers:
         if doc is None:
             raise not_found("Phone number")
         record = self.from_doc(doc)
-        log.info("phone_number.deleted", **self._audit(record))
+        log.info("phone_number.deleted", **self._audit(record, await self._key(org_id, record)))
         return record
 
     def _check_server(self, record: AnyPhoneNumber) -> None:
@@ -207,9 +217,20 @@ class PhoneNumbers:
             if refusal is not None:
                 raise bad_request(f"server.url {refusal}")
 
-    async def _write(self, org_id: str, record: AnyPhoneNumber, *, create: bool) -> None:
+    async def _key(self, org_id: str, record: AnyPhoneNumber) -> str | None:
+        """The number's lookup key: a Vonage number's names the account of its credential
+        (its `apiKey`, the `api_key` its webhooks' tokens carry)."""
+        account = None
+        if isinstance(record, VonagePhoneNumber):
+            credential = await self._credentials.find(org_id, record.credential_id)
+            if isinstance(credential, VonageCredential):
+                account = credential.api_key
+        return lookup_key(record, account)
+
+    async def _write(self, org_id: str, record: AnyPhoneNumber, *, create: bool) -> str | None:
+        """Store the number under its lookup key (returned), claimed atomically."""
         doc = self._codec.seal(record.wire(), secret_fields(record.provider))
-        key = lookup_key(record)
+        key = await self._key(org_id, record)
         try:
             await self._check_number_only_claim(record, key)
             if create:
@@ -220,6 +241,7 @@ class PhoneNumbers:
             raise conflict_error(exc, org_id, _describe(record)) from None
         except NotFound:
             raise not_found("Phone number") from None
+        return key
 
     async def _check_number_only_claim(self, record: AnyPhoneNumber, key: str | None) -> None:
         """`Conflict` when a number stored before numbers were keyed by account (it still
@@ -234,12 +256,24 @@ class PhoneNumbers:
             return
         # Read from the stored document as it is: it may be another org's, whose secrets
         # are not opened (nor its validity checked) to answer this org's request.
-        account = doc.get("twilioAccountSid")
+        account = await self._stored_account(doc)
         stored = doc.get("number")
         provider = doc.get("provider")
         texts = isinstance(account, str) and isinstance(stored, str) and isinstance(provider, str)
         if texts and account_lookup_key(str(provider), str(account), str(stored)) == key:
             raise Conflict(key, str(doc["id"]), str(doc.get("orgId", "")))
+
+    async def _stored_account(self, doc: Doc) -> object:
+        """The provider account of a stored number, read without opening secrets: a Twilio
+        number's `twilioAccountSid`; a Vonage number's credential's `apiKey` (an account
+        name, not one of the credential's secrets)."""
+        if doc.get("provider") != "vonage":
+            return doc.get("twilioAccountSid")
+        org_id, credential_id = doc.get("orgId"), doc.get("credentialId")
+        if not isinstance(org_id, str) or not isinstance(credential_id, str):
+            return None
+        credential = await self._store.get(KIND_CREDENTIAL, org_id, credential_id)
+        return None if credential is None else credential.get("apiKey")
 
     async def _check_credential(self, org_id: str, provider: str, credential_id: Any) -> None:
         wanted = CREDENTIAL_PROVIDER.get(provider)
@@ -257,10 +291,10 @@ class PhoneNumbers:
             )
 
     @staticmethod
-    def _audit(record: AnyPhoneNumber) -> dict[str, Any]:
+    def _audit(record: AnyPhoneNumber, key: str | None) -> dict[str, Any]:
         return {
             "org_id": record.org_id,
             "phone_number_id": record.id,
             "provider": record.provider,
-            "lookup_key": lookup_key(record),
+            "lookup_key": key,
         }

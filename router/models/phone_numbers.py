@@ -271,12 +271,16 @@ def sip_lookup_key(uri: str) -> str:
     return f"sip:{rest.strip().lower()}"
 
 
-def lookup_key(number: AnyPhoneNumber) -> str | None:
+def lookup_key(number: AnyPhoneNumber, account: str | None = None) -> str | None:
     """The key inbound calls find this number by; unique across the deployment.
 
-    A Twilio number is keyed by its account as well (`twilio:AC...:+E164`): the webhook
-    names the account (`AccountSid`), and a number belongs to one account at Twilio, so a
-    registration under another account can neither block nor intercept the owner's.
+    A Twilio or Vonage number is keyed by its provider account as well
+    (`twilio:AC...:+E164`, `vonage:<api key>:+E164`): the webhook names the account, signed
+    (Twilio's `AccountSid`, the `api_key` claim of Vonage's token), and a number belongs to
+    one account at the provider, so a registration under another account can neither block
+    nor intercept the owner's. A Twilio number names its account; a Vonage number's is the
+    `apiKey` of its credential, which the caller reads and passes as `account` (without
+    it, the number-only key `vonage:+E164`, as numbers stored before were keyed).
     """
     if isinstance(number, VapiPhoneNumber):
         return sip_lookup_key(number.sip_uri) if number.sip_uri else None
@@ -284,6 +288,8 @@ def lookup_key(number: AnyPhoneNumber) -> str | None:
         return f"byo:{number.credential_id}:{number.number}" if number.number else None
     if isinstance(number, TwilioPhoneNumber):
         return account_lookup_key("twilio", number.twilio_account_sid, number.number)
+    if isinstance(number, VonagePhoneNumber) and account:
+        return account_lookup_key("vonage", account, number.number)
     return f"{number.provider}:{number.number}"
 
 
@@ -292,8 +298,9 @@ def account_lookup_key(provider: str, account: str, number: str) -> str:
     return f"{provider}:{account}:{number}"
 
 
-# Providers whose numbers are keyed by account: their webhooks name it, signed.
-ACCOUNT_SCOPED_PROVIDERS: frozenset[str] = frozenset({"twilio"})
+# Providers whose numbers are keyed by account: their webhooks name it, signed. (Telnyx's
+# do too, `AccountSid`, but router holds no Telnyx account id to key by: docs/runbook.md.)
+ACCOUNT_SCOPED_PROVIDERS: frozenset[str] = frozenset({"twilio", "vonage"})
 
 
 def number_only_key(key: str) -> str | None:

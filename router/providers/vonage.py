@@ -40,7 +40,7 @@ from multidict import MultiMapping
 
 from router.models.common import TransferDestinationNumber, TransferPlan
 from router.models.credentials import AnyCredential, VonageCredential
-from router.models.phone_numbers import AnyPhoneNumber, VonagePhoneNumber
+from router.models.phone_numbers import AnyPhoneNumber, VonagePhoneNumber, account_lookup_key
 from router.models.wire import normalize_e164
 from router.pipeline.decision import Connect, Decision, Say, Transfer
 from router.pipeline.inbound_call import InboundCall
@@ -111,7 +111,8 @@ class VonageProvider:
         _bearer_token(req.headers.get(AUTHORIZATION_HEADER, ""))
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
-        """`vonage:+E164` of `to`; None for events that are not the inbound call's status."""
+        """`vonage:<api_key>:+E164` of `to` and the token's `api_key` (`vonage:+E164`
+        without one); None for events that are not the inbound call's status."""
         fields = _lenient_fields(req)
         status = _text(fields, "status").lower()
         if "status" in fields and status not in _STATUSES:
@@ -119,7 +120,14 @@ class VonageProvider:
         if _text(fields, "direction").lower() == "outbound":
             return None  # a leg router dialled (runtime websocket, transfer): not a routed call
         number = _e164(_text(fields, "to"))
-        return None if number is None else f"vonage:{number}"
+        if number is None:
+            return None
+        # The account its token names (not yet verified: `verify` then checks the token
+        # with the found number's credential, whose apiKey must be this one).
+        api_key = _api_key_claim(req)
+        if api_key is None:
+            return f"vonage:{number}"
+        return account_lookup_key(self.name, api_key, number)
 
     def call_id(self, req: WebhookRequest) -> str | None:
         """The call leg's `uuid`."""
@@ -309,7 +317,8 @@ def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
 
 
 def _api_key_claim(req: WebhookRequest) -> str | None:
-    """The token's `api_key`; read after `verify` checked the token, so not checked again."""
+    """The token's `api_key`, as the token says: the lookup key is chosen with it before
+    `verify` checks the token (which then holds it to the credential's)."""
     try:
         token = _bearer_token(req.headers.get(AUTHORIZATION_HEADER, ""))
         claims = jwt.decode(token, options={"verify_signature": False})

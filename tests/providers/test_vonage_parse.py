@@ -13,6 +13,7 @@ from router.providers.vonage import VonageProvider
 from router.settings import Settings
 
 from .vonage_support import (
+    API_KEY,
     CALL_UUID,
     CALLER,
     CONVERSATION_UUID,
@@ -20,10 +21,13 @@ from .vonage_support import (
     NOW,
     NUMBER,
     answer_fields,
+    bearer,
     digits,
     event_fields,
     get,
     post,
+    query_hash,
+    sign,
 )
 
 
@@ -116,10 +120,22 @@ def test_a_post_body_that_is_not_a_json_object_is_malformed(
 
 
 def test_lookup_key_and_call_id_come_from_to_and_uuid(provider: VonageProvider) -> None:
-    """`vonage:+E164` of the called number, for GET and POST alike."""
+    """`vonage:<api_key>:+E164`: the token's account and the called number, for GET and
+    POST alike."""
     for req in (get(answer_fields()), post(answer_fields())):
-        assert provider.lookup_key(req) == f"vonage:{NUMBER}"
+        assert provider.lookup_key(req) == f"vonage:{API_KEY}:{NUMBER}"
         assert provider.call_id(req) == CALL_UUID
+
+
+def test_lookup_key_without_an_account_is_the_number_only_key(provider: VonageProvider) -> None:
+    """A token without `api_key` (or no token at all) names no account: the number-only
+    key, which only numbers stored before numbers were keyed by account still claim."""
+    fields = answer_fields()
+    unkeyed = bearer(sign(query_hash(fields), api_key=None))
+    assert provider.lookup_key(get(fields, headers=unkeyed)) == f"vonage:{NUMBER}"
+    assert provider.lookup_key(get(fields, headers={})) == f"vonage:{NUMBER}"
+    other = bearer(sign(query_hash(fields), api_key="other-account"))
+    assert provider.lookup_key(get(fields, headers=other)) == f"vonage:other-account:{NUMBER}"
 
 
 def test_lookup_key_is_none_without_a_number(provider: VonageProvider) -> None:
@@ -239,7 +255,8 @@ def test_events_that_are_not_the_inbound_calls_status_have_no_lookup_key(
 def test_inbound_status_events_are_looked_up_by_the_called_number(
     provider: VonageProvider,
 ) -> None:
-    assert provider.lookup_key(post(event_fields("started"), url=EVENT_URL)) == f"vonage:{NUMBER}"
+    started = post(event_fields("started"), url=EVENT_URL)
+    assert provider.lookup_key(started) == f"vonage:{API_KEY}:{NUMBER}"
 
 
 def test_status_events_are_acknowledged_with_204(provider: VonageProvider) -> None:
