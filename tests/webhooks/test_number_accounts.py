@@ -207,7 +207,10 @@ async def test_a_request_that_is_not_the_providers_tells_nothing_of_the_number(
 # --- Vonage: keyed by the account its token's `api_key` names ------------------------------
 
 VONAGE_KEYS = {API_KEY: "acct-ours", OTHER_KEY: "acct-theirs"}
-VONAGE_SECRETS = {API_KEY: "vonage-signature-secret-of-ours-0123", OTHER_KEY: "vonage-signature-secret-of-theirs-01"}
+VONAGE_SECRETS = {
+    API_KEY: "vonage-signature-secret-of-ours-0123",
+    OTHER_KEY: "vonage-signature-secret-of-theirs-01",
+}
 
 
 async def vonage_credential(router: Router, key: str, api_key: str | None = None) -> str:
