@@ -33,6 +33,13 @@ from router.pipeline.call_records import CallRecords, MemoryCallRecords, RedisCa
 from router.pipeline.inbound import Inbound
 from router.pipeline.number_cache import CredentialCache, NumberCache
 from router.providers import PROVIDERS
+from router.runtimes.health import (
+    MemoryRuntimeHealth,
+    RedisRuntimeHealth,
+    RuntimeHealth,
+    RuntimeState,
+    probe_forever,
+)
 from router.settings import Settings
 from router.state import (
     CALL_RECORDS,
@@ -75,6 +82,42 @@ def make_call_records(settings: Settings, store: Store) -> CallRecords:
     if isinstance(store, RedisStore):
         return RedisCallRecords(store.client, settings.call_record_ttl_seconds)
     return MemoryCallRecords(settings.call_record_ttl_seconds, settings.call_records_max)
+
+
+def make_runtime_health(store: Store, events: Events) -> RuntimeHealth:
+    """Health shared through Redis; in process beside the embedded store."""
+    from router.store.redis_store import RedisStore
+
+    def changed(name: str, healthy: bool, state: RuntimeState) -> None:
+        events.runtime_health(name, healthy, state.failures, state.down_until)
+
+    if isinstance(store, RedisStore):
+        return RedisRuntimeHealth(store.client, on_change=changed)
+    return MemoryRuntimeHealth(on_change=changed)
+
+
+async def _runtimes_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Each worker keeps its snapshot of runtime health fresh, and probes the runtimes
+    that have a `healthUrl`."""
+    inbound = app[INBOUND]
+    for name in inbound.runtimes.by_name:
+        app[METRICS].runtime_healthy.labels(name).set(1 if inbound.health.healthy(name) else 0)
+    probes = {
+        name: runtime.health_url
+        for name, runtime in inbound.runtimes.by_name.items()
+        if runtime.health_url
+    }
+    tasks = [asyncio.create_task(inbound.health.run(), name="runtime-health-refresh")]
+    if probes:
+        tasks.append(
+            asyncio.create_task(probe_forever(inbound.health, probes), name="runtime-probes")
+        )
+    yield
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -154,6 +197,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
     app[CALL_RECORDS] = make_call_records(settings, the_store)
     app[OPENAPI] = build_document()
     set_caller_mode(settings.log_caller)
+    events = Events(metrics)
     app[INBOUND] = Inbound(
         settings=settings,
         orgs=orgs,
@@ -162,12 +206,15 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         records=app[CALL_RECORDS],
         requests=AssistantRequestClient.for_settings(settings, addresses),
         tasks=BackgroundTasks(),
-        events=Events(metrics),
+        events=events,
+        runtimes=settings.runtimes(),
+        health=make_runtime_health(the_store, events),
     )
 
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_store_health_ctx)
     app.cleanup_ctx.append(_inbound_ctx)
+    app.cleanup_ctx.append(_runtimes_ctx)
     if wiring is not None:
         app.cleanup_ctx.append(wiring.lifespan)
     for api_routes in (

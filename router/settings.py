@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from router.models.common import Server
+from router.runtimes.config import Runtimes
 
 DEFAULT_ORG_ID = "default"
 
@@ -41,6 +42,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     secret_key: SecretStr | None = None
     orgs_file: Path | None = None
+    # Runtimes and routes (SPEC §11, docs/runtimes.md); unset: every call to runtime_url.
+    runtimes_file: Path | None = None
     orgs: list[OrgConfig] = Field(default_factory=list)
 
     # Worker processes of `router serve` (the --workers flag wins).
@@ -101,6 +104,7 @@ class Settings(BaseSettings):
         "public_url",
         "redis_url",
         "orgs_file",
+        "runtimes_file",
         "secret_key",
         "api_key",
         "sip_edge_secret",
@@ -128,6 +132,13 @@ class Settings(BaseSettings):
         if not value.startswith("wss://") or "?" in value:
             raise ValueError("ROUTER_RUNTIME_URL must be a wss:// URL without a query string")
         return value
+
+    def runtimes(self) -> Runtimes:
+        """The runtimes file's runtimes and routes, with runtime_url as `default`; raises
+        RuntimesFileError with a message that says what is wrong and where."""
+        if self.runtimes_file is None:
+            return Runtimes.only_default(self.runtime_url)
+        return Runtimes.from_file(self.runtimes_file, self.runtime_url)
 
     def all_orgs(self) -> list[OrgConfig]:
         """The configured orgs: `ROUTER_API_KEY` as org `default`, the orgs file, inline orgs."""

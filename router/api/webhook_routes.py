@@ -27,9 +27,11 @@ from router.providers.plugin import (
     MalformedWebhook,
     Provider,
     Rendered,
+    RuntimeCallbacks,
     VerificationFailed,
     WebhookRequest,
 )
+from router.runtimes.attempts import Attempt, BadAttempt
 
 log = structlog.get_logger("router.webhooks")
 
@@ -200,11 +202,13 @@ async def _answer(
             outcome = Outcome(inbound.fallback(number))
         else:
             outcome = inbound.fixed(number) or await inbound.decide(provider, number, call)
-        rendered = inbound.render(provider, outcome.decision, call, number)
+        attempt = inbound.attempt(provider, outcome.decision, call, number)
+        rendered = inbound.render(provider, outcome.decision, call, number, attempt)
     except Exception:
         # A fault of ours must still answer the call: apologise and hang up.
         log.exception("webhook.failed", provider=provider.name, call_id=call.provider_call_id)
         outcome = Outcome(inbound.apology())
+        attempt = None
         rendered = inbound.render(provider, outcome.decision, call, number)
     inbound.events.call_routed(
         provider=provider.name,
@@ -216,8 +220,53 @@ async def _answer(
         replayed=outcome.replayed,
         endpoint="fallback" if fallback else "voice",
         warnings=rendered.warnings,
+        runtime=attempt.runtime if attempt is not None else None,
     )
     return respond(rendered)
+
+
+async def _connect_callback(
+    request: web.Request, *, inbound: Inbound, provider: Provider
+) -> web.Response:
+    """The `action` of the `<Connect>` / `<Dial>` that handed a call to a runtime: did the
+    runtime take it? Hang up after a conversation; else the next runtime, or the failure
+    branch (router/runtimes/attempts.py)."""
+    verified = await _verified(request, inbound, provider)
+    if not isinstance(verified, tuple):
+        return verified
+    req, number, _ = verified
+    assert isinstance(provider, RuntimeCallbacks)
+    try:
+        attempt = Attempt.from_query(req.query)
+        call = provider.parse(req)
+    except BadAttempt as exc:
+        return _malformed(provider, req, MalformedWebhook(str(exc)))
+    except MalformedWebhook as exc:
+        return _malformed(provider, req, exc)
+    runtime = inbound.runtimes.by_name.get(attempt.runtime)
+    result = provider.attempt_result(req, runtime.kind if runtime is not None else "stream")
+    return respond(await inbound.after_attempt(provider, number, call, attempt, result))
+
+
+async def _stream_callback(
+    request: web.Request, *, inbound: Inbound, provider: Provider
+) -> web.Response:
+    """A media stream's status callback: a stream that started is the runtime taking the
+    call. Acknowledged like a status callback."""
+    verified = await _verified(request, inbound, provider, status=True)
+    if not isinstance(verified, tuple):
+        return verified
+    req, number, _ = verified
+    assert isinstance(provider, RuntimeCallbacks)
+    try:
+        attempt = Attempt.from_query(req.query)
+    except BadAttempt as exc:
+        return _malformed(provider, req, MalformedWebhook(str(exc)))
+    event = provider.stream_event(req)
+    call_id = provider.call_id(req)
+    if event is not None and call_id:
+        await inbound.stream_event(number, call_id, attempt.runtime, event)
+    return respond(provider.ack_status())
 
 
 async def _status(request: web.Request, *, inbound: Inbound, provider: Provider) -> web.Response:
@@ -243,6 +292,12 @@ def provider_routes(provider: Provider, inbound: Inbound) -> list[web.RouteDef]:
         "voice": edge(partial(answer, fallback=False), metrics, inflight=inflight),
         "fallback": edge(partial(answer, fallback=True), metrics, inflight=inflight),
         "status": edge(partial(_status, inbound=inbound, provider=provider), metrics),
+        "connect": edge(
+            partial(_connect_callback, inbound=inbound, provider=provider),
+            metrics,
+            inflight=inflight,
+        ),
+        "stream": edge(partial(_stream_callback, inbound=inbound, provider=provider), metrics),
     }
     routes: list[web.RouteDef] = []
     for role, segment in provider.endpoints.items():

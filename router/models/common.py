@@ -219,11 +219,13 @@ class PhoneNumberCallRingingHookFilter(WireModel):
 
 
 class PhoneNumberCallEndingHookFilter(WireModel):
-    """Matches when the call's ended reason is one of the listed assistant-request reasons."""
+    """Matches when the call's ended reason is one of the listed reasons: the
+    assistant-request ones, and router's `runtime-unavailable` (no runtime took the call:
+    docs/runtimes.md)."""
 
     type: Literal["oneOf"]
     key: Literal["call.endedReason"]
-    one_of: list[EndedReasonFilterValue]
+    one_of: list[EndedReasonFilterValue | Literal["runtime-unavailable"]]
 
 
 class PhoneNumberHookCallRinging(WireModel):

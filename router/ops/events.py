@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 from prometheus_client import Counter, Histogram
 
@@ -51,6 +53,7 @@ class Events:
         # The children `call_routed` updates, by (provider, route, ended reason): a few
         # dozen at most (providers x routes x reasons), found once each.
         self._routed_children: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._runtime_children: dict[tuple[str, str], Counter] = {}
         self._lookups = {
             True: metrics.cache_lookups.labels("hit"),
             False: metrics.cache_lookups.labels("miss"),
@@ -68,9 +71,12 @@ class Events:
         replayed: bool,
         endpoint: str,
         warnings: tuple[str, ...] = (),
+        runtime: str | None = None,
     ) -> None:
         facts = decision.assistant_request
         m = self.metrics
+        if runtime is not None:
+            self.runtime_call(provider, runtime)
         key = (provider, decision.route, decision.ended_reason or "")
         children = self._routed_children.get(key)
         if children is None:
@@ -111,7 +117,59 @@ class Events:
             replayed=replayed,
             latency_ms=round(latency_ms, 2),
             trace=list(decision.trace),
+            runtime=runtime,
         )
+
+    def runtime_call(self, provider: str, runtime: str) -> None:
+        key = (provider, runtime)
+        child = self._runtime_children.get(key)
+        if child is None:
+            child = self._runtime_children[key] = self.metrics.runtime_calls.labels(*key)
+        child.inc()
+
+    def runtime_failover(
+        self,
+        *,
+        provider: str,
+        call_id: str,
+        number: AnyPhoneNumber,
+        runtime: str,
+        to: str | None,
+        decision: Decision | None = None,
+    ) -> None:
+        """A runtime did not take a call: it went to `to`, or (None) to the failure
+        branch, whose decision is given."""
+        self.metrics.runtime_failovers.labels(provider, runtime, to or "failure-branch").inc()
+        if to is not None:
+            self.runtime_call(provider, to)
+        log.warning(
+            "runtime.failover",
+            provider=provider,
+            call_id=call_id,
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            runtime=runtime,
+            to_runtime=to,
+            route=decision.route if decision is not None else None,
+            ended_reason=decision.ended_reason if decision is not None else None,
+            target=decision.target if decision is not None else None,
+        )
+
+    def runtime_attempt(self, runtime: str, taken: bool) -> None:
+        self.metrics.runtime_attempts.labels(runtime, "taken" if taken else "refused").inc()
+
+    def runtime_health(self, runtime: str, healthy: bool, failures: int, until: float) -> None:
+        """A runtime was marked up or down (by this worker's report, or seen in Redis)."""
+        self.metrics.runtime_healthy.labels(runtime).set(1 if healthy else 0)
+        if healthy:
+            log.info("runtime.healthy", runtime=runtime)
+        else:
+            log.warning(
+                "runtime.unhealthy",
+                runtime=runtime,
+                consecutive_failures=failures,
+                down_for_seconds=round(max(until - time.time(), 0.0), 1),
+            )
 
     def lookup(self, hit: bool) -> None:
         self._lookups[hit].inc()

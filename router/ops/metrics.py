@@ -126,6 +126,32 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.runtime_calls = Counter(
+            "router_runtime_calls_total",
+            "Calls handed to a runtime (first tries and failovers), by runtime.",
+            ["provider", "runtime"],
+            registry=r,
+        )
+        self.runtime_failovers = Counter(
+            "router_runtime_failovers_total",
+            "Calls a runtime did not take, moved on: `to` is the next runtime, or "
+            "`failure-branch` when none was left.",
+            ["provider", "runtime", "to"],
+            registry=r,
+        )
+        self.runtime_attempts = Counter(
+            "router_runtime_attempts_total",
+            "Runtime attempts by result: taken or refused (health reports, probes included).",
+            ["runtime", "result"],
+            registry=r,
+        )
+        self.runtime_healthy = Gauge(
+            "router_runtime_healthy",
+            "1 while new calls go to the runtime, 0 while it is marked down.",
+            ["runtime"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         self.inflight_webhooks = Gauge(
             "router_inflight_webhooks",
             "Provider webhooks being answered now.",

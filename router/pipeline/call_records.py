@@ -126,6 +126,15 @@ class CallRecords(abc.ABC):
     ) -> tuple[CallRecord, bool]:
         """Apply a status event; (record, whether the status changed). Creates from `base`."""
 
+    @abc.abstractmethod
+    async def note_runtime(self, org_id: str, call_id: str, note: str) -> bool:
+        """Note what a runtime did with this call (`<runtime>:started`, `<runtime>:failed`):
+        True the first time, False when it was noted already (a repeated callback)."""
+
+    @abc.abstractmethod
+    async def runtime_notes(self, org_id: str, call_id: str) -> frozenset[str]:
+        """Every note of this call (none once its records expired)."""
+
 
 def with_status(decided: CallRecord, status: CallRecord) -> CallRecord:
     """`decided` with the status fields of `status`, the record status callbacks keep."""
@@ -237,6 +246,9 @@ class MemoryCallRecords(CallRecords):
             ttl_seconds, max_records
         )
         self._locks: ExpiringTable[tuple[str, str], bool] = ExpiringTable(ttl_seconds, max_records)
+        self._notes: ExpiringTable[tuple[str, str], frozenset[str]] = ExpiringTable(
+            ttl_seconds, max_records
+        )
 
     async def get(self, org_id: str, call_id: str) -> CallRecord | None:
         key = (org_id, call_id)
@@ -271,6 +283,16 @@ class MemoryCallRecords(CallRecords):
         record = _merged(text, self._decided.get(key))
         assert record is not None  # the status record was just written
         return record, changed
+
+    async def note_runtime(self, org_id: str, call_id: str, note: str) -> bool:
+        notes = self._notes.get((org_id, call_id)) or frozenset()
+        if note in notes:
+            return False
+        self._notes.put((org_id, call_id), notes | {note})
+        return True
+
+    async def runtime_notes(self, org_id: str, call_id: str) -> frozenset[str]:
+        return self._notes.get((org_id, call_id)) or frozenset()
 
 
 class RedisCallRecords(CallRecords):
@@ -347,6 +369,24 @@ class RedisCallRecords(CallRecords):
         record = _merged(status, decided)
         assert record is not None  # the script always returns the status record
         return record, bool(changed)
+
+    async def note_runtime(self, org_id: str, call_id: str, note: str) -> bool:
+        key = keys.call_runtimes(org_id, call_id)
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.sadd(key, note)
+                pipe.expire(key, self.ttl_seconds)
+                added, _ = await pipe.execute()
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return bool(added)
+
+    async def runtime_notes(self, org_id: str, call_id: str) -> frozenset[str]:
+        try:
+            members = await self._client.smembers(keys.call_runtimes(org_id, call_id))
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return frozenset(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 
 def _dumps(value: dict[str, Any]) -> str:

@@ -46,8 +46,12 @@ ENDING_TRANSFER: Final = "call.ending.hook-executed-transfer"
 BLOCKED: Final = "phone-number-blocked"
 
 # The reasons that send a call to the failure branch (SPEC §5 step 5).
+# Router extension: no runtime took the call (SPEC §11).
+RUNTIME_UNAVAILABLE: Final = "runtime-unavailable"
 FailureReason: TypeAlias = Literal[
-    "call-start-error-neither-assistant-nor-server-set", EndedReasonFilterValue
+    "call-start-error-neither-assistant-nor-server-set",
+    "runtime-unavailable",
+    EndedReasonFilterValue,
 ]
 EndedReason: TypeAlias = Literal[
     FailureReason,

@@ -33,11 +33,17 @@ from router.pipeline.decision import Connect, Decision, Reject, Say
 from router.pipeline.inbound_call import InboundCall
 from router.pipeline.number_cache import CredentialCache, NumberCache
 from router.providers.plugin import (
+    AttemptResult,
     Provider,
     RenderContext,
     Rendered,
+    RuntimeCallbacks,
     StatusEvent,
 )
+from router.runtimes.attempts import Attempt, planned
+from router.runtimes.choice import plan
+from router.runtimes.config import DEFAULT_RUNTIME, Runtimes
+from router.runtimes.health import MemoryRuntimeHealth, RuntimeHealth
 from router.settings import Settings
 from router.store.interface import StoreUnavailable
 from router.tasks import BackgroundTasks
@@ -51,6 +57,8 @@ POLL_SECONDS: Final = 0.025
 STATUS_FORWARD_TIMEOUT_SECONDS: Final = 5.0
 # Numbers whose fixed decision (no hooks, no assistant-request) is kept, per worker.
 FIXED_DECISIONS_KEPT: Final = 4096
+# The field of a runtimes route's `match` a connect's target is matched on.
+_MATCH_FIELD: Final = {"assistant": "assistantId", "squad": "squadId", "workflow": "workflowId"}
 
 
 class _Probe:
@@ -90,8 +98,12 @@ class Inbound:
         requests: AssistantRequestClient,
         tasks: BackgroundTasks,
         events: Events,
+        runtimes: Runtimes | None = None,
+        health: RuntimeHealth | None = None,
     ) -> None:
         self.settings = settings
+        self.runtimes = runtimes or settings.runtimes()
+        self.health = health or MemoryRuntimeHealth()
         self.orgs = orgs
         self.numbers = numbers
         self.credentials = credentials
@@ -208,15 +220,140 @@ class Inbound:
         """What a call gets when router itself failed: the apology, then hang up."""
         return Decision(Say(self.settings.apology_message), "say", reasons.FAILED, ("error",))
 
-    def render(
+    def attempt(
         self, provider: Provider, decision: Decision, call: InboundCall, number: AnyPhoneNumber
+    ) -> Attempt | None:
+        """The runtime a connected call goes to first, and the ones after it; None for
+        a decision that connects nothing. Local only: no I/O (health is a snapshot)."""
+        outcome = decision.outcome
+        if not isinstance(outcome, Connect):
+            return None
+        runtimes = self.runtimes
+        if not runtimes.routes:
+            return planned((DEFAULT_RUNTIME,), call.to_number)
+        facts = {
+            _MATCH_FIELD[outcome.target]: outcome.target_id,
+            "orgId": number.org_id,
+            "provider": provider.name,
+        }
+        return planned(
+            plan(runtimes, facts, call.from_number, self.health.available), call.to_number
+        )
+
+    def render(
+        self,
+        provider: Provider,
+        decision: Decision,
+        call: InboundCall,
+        number: AnyPhoneNumber,
+        attempt: Attempt | None = None,
     ) -> Rendered:
+        """The provider's document; a connect goes to `attempt`'s runtime, with the
+        callbacks that tell router whether it took the call where the provider has them."""
+        runtime = None if attempt is None else self.runtimes.by_name.get(attempt.runtime)
+        callbacks = ""
+        if attempt is not None and "connect" in provider.endpoints:
+            callbacks = attempt.query()
         ctx = RenderContext(
             runtime_url=self.settings.runtime_url,
             call_id=call.provider_call_id,
             public_base=self.settings.public_url or "",
+            runtime=runtime,
+            callbacks=callbacks,
         )
         return provider.render(decision, call, number, ctx)
+
+    # --- runtime callbacks --------------------------------------------------------------------
+
+    async def stream_event(
+        self, number: AnyPhoneNumber, call_id: str, runtime: str, event: str
+    ) -> None:
+        """A stream's status callback: `started` is the runtime taking the call (noted for
+        its `<Connect>` action, and a health success); `error` before a start is told by
+        the action that follows."""
+        if event != "started":
+            return
+        try:
+            first = await self.records.note_runtime(number.org_id, call_id, f"{runtime}:started")
+        except StoreUnavailable as exc:
+            log.warning("runtime.note_failed", call_id=call_id, detail=exc.detail)
+            first = True
+        if first:
+            await self._report(runtime, taken=True)
+
+    async def after_attempt(
+        self,
+        provider: Provider,
+        number: AnyPhoneNumber,
+        call: InboundCall,
+        attempt: Attempt,
+        result: AttemptResult,
+    ) -> Rendered:
+        """The answer to a runtime's `connect` callback: hang up after a conversation (or a
+        caller who left); when the runtime did not take the call, the next runtime of the
+        attempt, else the failure branch with `runtime-unavailable`."""
+        assert isinstance(provider, RuntimeCallbacks)
+        call_id = call.provider_call_id
+        if result == "ask-stream":
+            result = await self._stream_result(number, call_id, attempt.runtime)
+        if result == "gone":
+            return provider.hang_up()
+        if result == "taken":
+            await self._report(attempt.runtime, taken=True)
+            return provider.hang_up()
+        try:
+            first = await self.records.note_runtime(
+                number.org_id, call_id, f"{attempt.runtime}:failed"
+            )
+        except StoreUnavailable:
+            first = True
+        if first:  # a repeated callback is not a second failure
+            await self._report(attempt.runtime, taken=False)
+        decision = (await self.decide(provider, number, call)).decision
+        following = attempt.following(
+            self.runtimes, {name: self.health.healthy(name) for name in attempt.next}
+        )
+        if following is not None and isinstance(decision.outcome, Connect):
+            self.events.runtime_failover(
+                provider=provider.name,
+                call_id=call_id,
+                number=number,
+                runtime=attempt.runtime,
+                to=following.runtime,
+            )
+            return self.render(provider, decision, call, number, following)
+        failure = failure_decision(
+            number,
+            reasons.RUNTIME_UNAVAILABLE,
+            apology=self.settings.apology_message,
+            step=f"runtime-unavailable:{attempt.runtime}",
+        )
+        self.events.runtime_failover(
+            provider=provider.name,
+            call_id=call_id,
+            number=number,
+            runtime=attempt.runtime,
+            to=None,
+            decision=failure,
+        )
+        return self.render(provider, failure, call, number)
+
+    async def _stream_result(
+        self, number: AnyPhoneNumber, call_id: str, runtime: str
+    ) -> AttemptResult:
+        """Whether the stream of `runtime` started on this call, as its status callback
+        noted. Unreadable notes count as started: a conversation that took place is never
+        followed by a fallback (a failed one ends with a hang-up instead)."""
+        try:
+            notes = await self.records.runtime_notes(number.org_id, call_id)
+        except StoreUnavailable as exc:
+            log.warning("runtime.notes_unreadable", call_id=call_id, detail=exc.detail)
+            return "taken"
+        return "taken" if f"{runtime}:started" in notes else "refused"
+
+    async def _report(self, runtime: str, *, taken: bool) -> None:
+        self.events.runtime_attempt(runtime, taken)
+        await self.health.report(runtime, taken)
 
     # --- deciding once per call id ------------------------------------------------------------
 

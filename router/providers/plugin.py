@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
@@ -20,6 +20,7 @@ from router.models.phone_numbers import AnyPhoneNumber
 from router.pipeline.decision import Decision
 from router.pipeline.inbound_call import InboundCall
 from router.providers.forms import form_pairs
+from router.runtimes.config import Runtime
 from router.settings import Settings
 
 C = TypeVar("C", bound=AnyCredential)
@@ -28,6 +29,13 @@ STANDARD_ENDPOINTS: Final[Mapping[str, str]] = {
     "voice": "voice",
     "fallback": "fallback",
     "status": "status",
+}
+# Also the runtime callbacks: the `action` of `<Connect>` / `<Dial>` and a stream's
+# status callback (router/runtimes/attempts.py).
+RUNTIME_ENDPOINTS: Final[Mapping[str, str]] = {
+    **STANDARD_ENDPOINTS,
+    "connect": "connect",
+    "stream": "stream",
 }
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 _NO_PARAMS: Final[MultiMapping[str]] = MultiDictProxy(MultiDict())
@@ -208,6 +216,44 @@ class RenderContext:
     runtime_url: str
     call_id: str  # the id the runtime reads the call record with: the provider call id
     public_base: str
+    # The runtime chosen for a connect (None: a stream to `runtime_url`), and the query
+    # string of the callbacks that tell router whether it took the call (its name, the
+    # runtimes to try next, the called number: router/runtimes/attempts.py); "" for none.
+    runtime: Runtime | None = None
+    callbacks: str = ""
+
+    @property
+    def runtime_kind(self) -> str:
+        return "stream" if self.runtime is None else self.runtime.kind
+
+    @property
+    def runtime_address(self) -> str:
+        return self.runtime_url if self.runtime is None else self.runtime.address
+
+
+# What a runtime callback says of an attempt (router/runtimes/attempts.py):
+# - `taken`: the runtime took the call and the conversation ended: hang up;
+# - `refused`: it did not take the call: the next runtime, or the failure branch;
+# - `gone`: the caller hung up first: nothing to do, nobody to blame;
+# - `ask-stream`: a stream's outcome, told by its status callbacks (`stream_event`).
+AttemptResult = Literal["taken", "refused", "gone", "ask-stream"]
+StreamEvent = Literal["started", "stopped", "error"]
+
+
+@runtime_checkable
+class RuntimeCallbacks(Protocol):
+    """A provider whose documents tell router whether a runtime took the call: the
+    `connect` endpoint takes the `action` of `<Connect>` / `<Dial>`, the `stream` endpoint
+    a media stream's status callback."""
+
+    def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
+        """What the `connect` callback says of a `kind` runtime's attempt."""
+
+    def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
+        """A stream status callback's event; None for one router does not act on."""
+
+    def hang_up(self) -> Rendered:
+        """The document that ends the call (after a conversation that ended normally)."""
 
 
 class Provider(Protocol):

@@ -59,6 +59,7 @@ from router.providers.plugin import (
     WebhookRequest,
     text_bytes,
 )
+from router.providers.runtime_legs import runtime_headers
 from router.settings import Settings
 
 CONTENT_TYPE: Final = "application/json"
@@ -237,7 +238,7 @@ class SipProvider:
                 "target": outcome.target,
                 "targetId": outcome.target_id,
                 "runtimeUrl": ctx.runtime_url,
-                "headers": _runtime_headers(outcome, number, ctx, warnings),
+                "headers": runtime_headers(outcome, number, ctx, warnings),
             }
         elif isinstance(outcome, Transfer):
             body = {
@@ -473,29 +474,6 @@ def _challenge(call: InboundCall, number: AnyPhoneNumber, call_id: str) -> Rende
 
 
 # --- decision → JSON ----------------------------------------------------------------------
-
-
-def _runtime_headers(
-    outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
-) -> dict[str, str]:
-    """The `x-router-*` headers for the runtime leg; one that cannot be a SIP header
-    value is dropped (an id cut short would name another target)."""
-    values = {
-        "x-router-call-id": ctx.call_id,
-        "x-router-target": outcome.target,
-        "x-router-target-id": outcome.target_id,
-        "x-router-phone-number-id": number.id,
-        "x-router-org-id": number.org_id,
-    }
-    headers: dict[str, str] = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if _CONTROL.search(value):
-            warnings.append(f"header {name} dropped: control characters")
-            continue
-        headers[name] = value
-    return headers
 
 
 def _destination(

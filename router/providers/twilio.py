@@ -34,17 +34,21 @@ from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
 from router.providers.forms import signing_fields
 from router.providers.plugin import (
-    STANDARD_ENDPOINTS,
+    FINAL_STATUSES,
+    RUNTIME_ENDPOINTS,
+    AttemptResult,
     MalformedWebhook,
     RenderContext,
     Rendered,
     StatusEvent,
+    StreamEvent,
     VerificationFailed,
     WebhookRequest,
     is_form,
     same_text,
     text_bytes,
 )
+from router.providers.runtime_legs import callback_url, runtime_headers
 from router.providers.twiml_dialect import (
     caller_id,
     dial_timeout,
@@ -148,7 +152,7 @@ class TwilioProvider:
 
     name: Final = "twilio"
     number_provider: Final = "twilio"
-    endpoints: Final = STANDARD_ENDPOINTS
+    endpoints: Final = RUNTIME_ENDPOINTS
 
     def budget_seconds(self, settings: Settings) -> float:
         """`twilio_budget_seconds`: Twilio waits 15 s in all, retries included."""
@@ -164,7 +168,8 @@ class TwilioProvider:
         """`twilio:AccountSid:+E164` of `AccountSid` and `To`; None without an `AccountSid`
         and for `client:` and SIP `To` forms."""
         fields = _lenient_fields(req)
-        number = e164(one(fields, "To"))
+        # A stream status callback names no `To`: its URL, which router wrote, does.
+        number = e164(one(fields, "To") or req.query.get("to", ""))
         account = one(fields, "AccountSid")
         if number is None or not account:
             return None
@@ -258,6 +263,44 @@ class TwilioProvider:
         """An empty `<Response/>` as text/xml: one of the two answers Twilio takes silently."""
         return Rendered(twiml.EMPTY, twiml.CONTENT_TYPE)
 
+    # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
+
+    def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
+        """A `<Dial><Sip>` leg was taken when `DialCallStatus` is `completed` or
+        `answered`; a ConversationRelay session when it ended without an `ErrorCode`, or
+        after it had run (`SessionDuration` above 0); a stream's outcome is in its status
+        callbacks. A caller who hung up (`CallStatus` final) leaves nothing to do."""
+        fields = _fields(req)
+        if kind == "sip" and one(fields, "DialCallStatus").lower() in _LEG_TAKEN:
+            return "taken"
+        if kind == "conversation-relay":
+            error = one(fields, "ErrorCode")
+            ran = one(fields, "SessionDuration") not in ("", "0")
+            if not error or ran:
+                return "taken"
+        if one(fields, "CallStatus").lower() in FINAL_STATUSES:
+            return "gone"
+        if kind == "stream":
+            return "ask-stream"
+        return "refused"
+
+    def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
+        """`StreamEvent`: `stream-started`, `stream-stopped`, `stream-error` (Telnyx's
+        TeXML also says `stream-failed`)."""
+        return _STREAM_EVENTS.get(one(_fields(req), "StreamEvent").lower())
+
+    def hang_up(self) -> Rendered:
+        return Rendered(twiml.response("<Hangup/>"), twiml.CONTENT_TYPE)
+
+
+_LEG_TAKEN: Final = frozenset({"completed", "answered"})
+_STREAM_EVENTS: Final[dict[str, StreamEvent]] = {
+    "stream-started": "started",
+    "stream-stopped": "stopped",
+    "stream-error": "error",
+    "stream-failed": "error",
+}
+
 
 def _signature_algorithm(settings_header: str) -> str:
     for part in settings_header.split(","):
@@ -270,11 +313,33 @@ def _signature_algorithm(settings_header: str) -> str:
 # --- decision → TwiML --------------------------------------------------------------------
 
 
+# How long a SIP runtime's leg may ring before router moves the call on (Twilio's own
+# default is 30 s of ringing; an agent that answers at all answers in a second or two).
+RUNTIME_DIAL_TIMEOUT_SECONDS: Final = 15
+
+
 def _connect(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
 ) -> str:
-    """`<Connect><Stream>` to the runtime URL as configured; the ids go as `<Parameter>`s."""
-    return twiml.connect_stream(ctx.runtime_url, stream_parameters(outcome, number, ctx), warnings)
+    """The verb that hands the call to its runtime, the ids as `<Parameter>`s (or `x-`
+    headers of a SIP runtime's URI): `<Connect><Stream>`, `<Connect><ConversationRelay>`
+    or `<Dial><Sip>`. With callbacks, `<Connect>`'s and `<Dial>`'s `action` (and the
+    stream's `statusCallback`) tell router whether the runtime took the call."""
+    action = callback_url(ctx, "/twilio/connect")
+    kind = ctx.runtime_kind
+    if kind == "sip":
+        headers = runtime_headers(outcome, number, ctx, warnings)
+        noun = twiml.sip(ctx.runtime_address, headers, warnings)
+        return twiml.dial(noun, timeout=RUNTIME_DIAL_TIMEOUT_SECONDS, action=action)
+    params = stream_parameters(outcome, number, ctx)
+    on_end = [("action", action), ("method", "POST")] if action else []
+    if kind == "conversation-relay":
+        return twiml.connect_relay(ctx.runtime_address, params, warnings, connect_attributes=on_end)
+    status = callback_url(ctx, "/twilio/stream")
+    on_status = [("statusCallback", status), ("statusCallbackMethod", "POST")] if status else []
+    return twiml.connect_stream(
+        ctx.runtime_address, params, warnings, attributes=on_status, connect_attributes=on_end
+    )
 
 
 def _connect_document(outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext) -> bytes | None:
@@ -288,9 +353,16 @@ def _connect_document(outcome: Connect, number: AnyPhoneNumber, ctx: RenderConte
     plain = len(call_id) <= _PLAIN_CALL_ID_CHARS and call_id.isascii() and call_id.isalnum()
     if not plain and _PLAIN_CALL_ID.fullmatch(call_id) is None:
         return None
-    # Everything the document is made of besides the call id (stream_parameters and
-    # connect_stream read nothing else).
-    key = (ctx.runtime_url, outcome.target, outcome.target_id, number.id)
+    # Everything the document is made of besides the call id (and the public URL, fixed
+    # for the process): the runtime, the callbacks' query, the target and the number.
+    key = (
+        ctx.runtime_address,
+        ctx.runtime_kind,
+        ctx.callbacks,
+        outcome.target,
+        outcome.target_id,
+        number.id,
+    )
     try:
         around = _AROUND_CALL_ID[key]
     except KeyError:
@@ -310,7 +382,7 @@ _PLAIN_CALL_ID: Final = re.compile(r"[A-Za-z0-9_.:~-]{1,128}")
 # Stands for the call id while a route's document is made; itself a plain call id.
 _CALL_ID_SLOT: Final = "router-call-id-slot"
 _ROUTES_KEPT: Final = 1024
-_AROUND_CALL_ID: dict[tuple[str, str, str | None, str], tuple[bytes, bytes] | None] = {}
+_AROUND_CALL_ID: dict[tuple[str | None, ...], tuple[bytes, bytes] | None] = {}
 
 
 def _around_call_id(
@@ -320,7 +392,11 @@ def _around_call_id(
     warnings must then be given on every call) or the slot is not in it exactly once."""
     warnings: list[str] = []
     slot = RenderContext(
-        runtime_url=ctx.runtime_url, call_id=_CALL_ID_SLOT, public_base=ctx.public_base
+        runtime_url=ctx.runtime_url,
+        call_id=_CALL_ID_SLOT,
+        public_base=ctx.public_base,
+        runtime=ctx.runtime,
+        callbacks=ctx.callbacks,
     )
     document = twiml.response(_connect(outcome, number, slot, warnings))
     if warnings or document.count(_CALL_ID_SLOT.encode()) != 1:

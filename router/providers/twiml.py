@@ -76,19 +76,45 @@ def connect_stream(
     warnings: list[str],
     *,
     attributes: Iterable[tuple[str, str]] = (),
+    connect_attributes: Iterable[tuple[str, str]] = (),
 ) -> str:
     """`<Connect><Stream>` with `<Parameter>`s; one over the limit is dropped, never cut.
 
     Parameters carry ids: a truncated id would name another target. `attributes` are
-    further `<Stream>` attributes after `url` (TeXML's `bidirectionalMode`, ...).
+    further `<Stream>` attributes after `url` (TeXML's `bidirectionalMode`, a
+    `statusCallback`, ...), `connect_attributes` those of `<Connect>` (its `action`).
     """
     if not url.lower().startswith("wss://"):
         raise ValueError("a TwiML <Stream> needs a wss:// URL")  # Twilio error 31922
     if "?" in url:
         warnings.append("stream URL query string: Twilio <Stream> drops it")
-    parts = ['<Connect><Stream url="', xml_attr(url), '"']
-    for name, value in attributes:
-        parts += (" ", name, '="', xml_attr(value), '"')
+    return _connect("Stream", url, parameters, warnings, attributes, connect_attributes)
+
+
+def connect_relay(
+    url: str,
+    parameters: Iterable[tuple[str, str]],
+    warnings: list[str],
+    *,
+    connect_attributes: Iterable[tuple[str, str]] = (),
+) -> str:
+    """`<Connect><ConversationRelay>` with `<Parameter>`s (Twilio hands them to the relay's
+    websocket in its `setup` message), under the same limit as a stream's."""
+    if not url.lower().startswith("wss://"):
+        raise ValueError("a <ConversationRelay> needs a wss:// URL")
+    return _connect("ConversationRelay", url, parameters, warnings, (), connect_attributes)
+
+
+def _connect(
+    noun: str,
+    url: str,
+    parameters: Iterable[tuple[str, str]],
+    warnings: list[str],
+    attributes: Iterable[tuple[str, str]],
+    connect_attributes: Iterable[tuple[str, str]],
+) -> str:
+    parts = ["<Connect", *_attributes(connect_attributes), f'><{noun} url="', xml_attr(url), '"']
+    parts += _attributes(attributes)
     parts.append(">")
     for name, raw in parameters:
         value = xml_clean(raw)
@@ -96,8 +122,15 @@ def connect_stream(
             warnings.append(f"stream parameter {name} dropped: over the 500-character limit")
             continue
         parts += ('<Parameter name="', xml_attr(name), '" value="', xml_attr(value), '"/>')
-    parts.append("</Stream></Connect>")
+    parts.append(f"</{noun}></Connect>")
     return "".join(parts)
+
+
+def _attributes(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    parts: list[str] = []
+    for name, value in pairs:
+        parts += (" ", name, '="', xml_attr(value), '"')
+    return parts
 
 
 def dial(
@@ -106,10 +139,13 @@ def dial(
     timeout: float | None = None,
     *,
     timeout_bounds: tuple[int, int] = DIAL_TIMEOUT_BOUNDS,
+    action: str | None = None,
 ) -> str:
     """`<Dial>` around one noun; `timeout` is held within `timeout_bounds` (Twilio's
-    5-600 seconds unless given)."""
-    attrs = f' callerId="{xml_attr(caller_id)}"' if caller_id else ""
+    5-600 seconds unless given); `action`: where the leg's outcome is posted."""
+    attrs = f' action="{xml_attr(action)}" method="POST"' if action else ""
+    if caller_id:
+        attrs += f' callerId="{xml_attr(caller_id)}"'
     if timeout is not None:
         low, high = timeout_bounds
         attrs += f' timeout="{max(low, min(high, round(timeout)))}"'

@@ -198,6 +198,11 @@ def call_decision(org_id: str, call_id: str) -> str:
     return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:decision"
 
 
+def call_runtimes(org_id: str, call_id: str) -> str:
+    """Set: what runtimes did with the call (`<runtime>:started`, `<runtime>:failed`)."""
+    return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:runtimes"
+
+
 def call_lock(org_id: str, call_id: str) -> str:
     """String: the worker deciding this org's call right now (SET NX PX)."""
     return f"{PREFIX}:call:{{{call_tag(call_id)}}}:{org_scope(org_id)}:lock"

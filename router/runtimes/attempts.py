@@ -1,0 +1,81 @@
+"""One runtime's attempt at a call, as the query string of the callbacks router puts on
+the provider's document (`<Connect action>`, `<Stream statusCallback>`, `<Dial action>`).
+
+The provider requests those URLs as router wrote them and signs them like every webhook
+(Twilio signs the whole URL, query included), so what the query says cannot be changed
+by anyone without the number's key: the attempt carries its own state, and any worker
+can take the callback without a shared record of the plan.
+
+    runtime=a&next=b,c&to=%2B14155550100
+
+`runtime`: the runtime this attempt went to; `next`: the ones to try after it, in order;
+`to`: the called number (stream status callbacks do not name it, and the number is
+found, and the callback verified, by it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+from urllib.parse import urlencode
+
+from multidict import MultiMapping
+
+from router.runtimes.config import Runtimes
+
+MAX_NEXT: Final = 20
+
+
+class BadAttempt(ValueError):
+    """A callback whose query is not an attempt router wrote."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    runtime: str
+    next: tuple[str, ...] = ()
+    to: str | None = None
+
+    def query(self) -> str:
+        return _query(self.runtime, self.next, self.to)
+
+    def following(
+        self, runtimes: Runtimes, available: Mapping[str, bool] | None = None
+    ) -> Attempt | None:
+        """The attempt after this one: the next runtime still configured (one that is up
+        before one that is down), or None when none is left."""
+        left = [name for name in self.next if name in runtimes.by_name]
+        if not left:
+            return None
+        if available is not None:
+            up = [name for name in left if available.get(name, True)]
+            left = up + [name for name in left if name not in up]
+        return Attempt(left[0], tuple(left[1:]), self.to)
+
+    @classmethod
+    def from_query(cls, query: MultiMapping[str]) -> Attempt:
+        runtime = query.get("runtime", "")
+        if not runtime:
+            raise BadAttempt("missing-runtime")
+        raw_next = query.get("next", "")
+        following = tuple(name for name in raw_next.split(",") if name) if raw_next else ()
+        if len(following) > MAX_NEXT:
+            raise BadAttempt("too-many-runtimes")
+        return cls(runtime, following, query.get("to") or None)
+
+
+@lru_cache(maxsize=4096)  # a few per route and number: made once, not on every call
+def _query(runtime: str, following: tuple[str, ...], to: str | None) -> str:
+    fields = {"runtime": runtime}
+    if following:
+        fields["next"] = ",".join(following)
+    if to:
+        fields["to"] = to
+    return urlencode(fields)
+
+
+def planned(plan: Sequence[str], to: str | None) -> Attempt:
+    """The first attempt of a plan (`router.runtimes.choice.plan`)."""
+    return Attempt(plan[0], tuple(plan[1:]), to)
