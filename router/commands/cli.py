@@ -29,6 +29,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from router.ops.logs import configure_logging
 
     settings = _settings(args)
+    settings.runtimes()  # a runtimes file that cannot be used stops here, with its message
     raise_open_files_limit()  # before any worker starts: they inherit it
     workers = args.workers if args.workers is not None else settings.workers
     if workers < 1:
@@ -52,11 +53,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     orgs = settings.all_orgs()
+    runtimes = settings.runtimes()
     print(f"store: {'redis' if settings.redis_url else f'embedded ({settings.data_dir})'}")
     print(f"orgs: {', '.join(o.id for o in orgs) or 'none (the API will refuse every request)'}")
     print(f"public url: {settings.public_url or 'the URL each request arrived on'}")
     print(f"runtime url: {settings.runtime_url}")
     print(f"secrets at rest: {'encrypted' if settings.secret_key else 'not encrypted'}")
+    print(f"runtimes file: {settings.runtimes_file or 'none (every call to the runtime url)'}")
+    for line in runtimes.describe():
+        print(f"  {line}")
     return 0
 
 

@@ -82,10 +82,13 @@ Changed = Callable[[str, bool, RuntimeState], None]
 class RuntimeHealth(abc.ABC):
     """Reads (local, no I/O) and reports (shared) runtime health."""
 
-    def __init__(self, on_change: Changed | None = None) -> None:
+    def __init__(
+        self, on_change: Changed | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._states: dict[str, RuntimeState] = {}
         self._trials: dict[str, float] = {}  # runtime -> when this worker sent its trial
         self._on_change = on_change
+        self._clock = clock  # epoch seconds, as the down-until times
 
     def available(self, name: str) -> bool:
         """Whether a new call may go to `name`: up, or down but due a trial call (taken
@@ -93,7 +96,7 @@ class RuntimeHealth(abc.ABC):
         state = self._states.get(name)
         if state is None or not state.marked_down:
             return True
-        now = time.time()
+        now = self._clock()
         if state.down(now):
             return False
         trial = self._trials.get(name)
@@ -134,7 +137,7 @@ class RuntimeHealth(abc.ABC):
         if taken:
             return RuntimeState()
         failures = state.failures + 1
-        now = time.time()
+        now = self._clock()
         down_until = state.down_until
         if failures >= FAILURES_TO_MARK_DOWN and down_until <= now:
             down_until = now + DOWN_SECONDS
@@ -168,7 +171,7 @@ class RedisRuntimeHealth(RuntimeHealth):
     """Shared by every worker through one Redis hash."""
 
     def __init__(self, client: RedisClient, on_change: Changed | None = None) -> None:
-        super().__init__(on_change)
+        super().__init__(on_change)  # Redis's clock marks down; this worker's reads
         self._client = client
         self._script = client.register_script(REPORT_SCRIPT)
 
