@@ -59,16 +59,21 @@ from router.pipeline.decision import Connect, Decision, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
 from router.providers.plugin import (
-    STANDARD_ENDPOINTS,
+    RUNTIME_ENDPOINTS,
+    AttemptResult,
     RenderContext,
     Rendered,
     StatusEvent,
+    StreamEvent,
     VerificationFailed,
     WebhookRequest,
     number_credential,
 )
 from router.providers.twiml_dialect import (
+    HANG_UP,
+    attempt_result,
     caller_id,
+    connect_runtime,
     dial_timeout,
     e164,
     iso_or_rfc2822_timestamp,
@@ -77,7 +82,7 @@ from router.providers.twiml_dialect import (
     parse_call,
     parse_status,
     render,
-    stream_parameters,
+    stream_event,
 )
 from router.settings import Settings
 
@@ -116,7 +121,7 @@ class TelnyxProvider:
 
     name: Final = "telnyx"
     number_provider: Final = "telnyx"
-    endpoints: Final = STANDARD_ENDPOINTS
+    endpoints: Final = RUNTIME_ENDPOINTS
 
     def budget_seconds(self, settings: Settings) -> float:
         """`telnyx_budget_seconds`: Telnyx hangs up after the application's first-command
@@ -133,8 +138,9 @@ class TelnyxProvider:
             raise VerificationFailed("missing-signature")
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
-        """`telnyx:+E164` of `To`; None for SIP `To` forms."""
-        number = e164(one(req.params, "To"))
+        """`telnyx:+E164` of `To` (a stream status callback's URL, which router wrote, names
+        it: the callback does not); None for SIP `To` forms."""
+        number = e164(one(req.params, "To") or req.query.get("to", ""))
         return None if number is None else f"telnyx:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
@@ -206,6 +212,19 @@ class TelnyxProvider:
         """An empty `<Response/>` as text/xml."""
         return Rendered(twiml.EMPTY, twiml.CONTENT_TYPE)
 
+    # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
+
+    def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
+        """What the `<Connect>` / `<Dial>` action says (twiml_dialect.attempt_result)."""
+        return attempt_result(req.params, kind)
+
+    def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
+        """`StreamEvent` of a `<Stream>` status callback."""
+        return stream_event(req.params)
+
+    def hang_up(self) -> Rendered:
+        return HANG_UP
+
 
 # --- decision → TeXML --------------------------------------------------------------------
 
@@ -234,10 +253,19 @@ def stream_url(runtime_url: str, call_id: str, outcome: Connect, warnings: list[
 def _connect(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
 ) -> str:
-    """`<Connect><Stream>` to `stream_url` (the contract), rtp/PCMU, ids as `<Parameter>`s."""
-    url = stream_url(ctx.runtime_url, ctx.call_id, outcome, warnings)
-    return twiml.connect_stream(
-        url, stream_parameters(outcome, number, ctx), warnings, attributes=STREAM_ATTRIBUTES
+    """The verb handing the call to its runtime: a stream to `stream_url` (the contract),
+    rtp/PCMU, ids as `<Parameter>`s; a SIP runtime dialled; a ConversationRelay."""
+    url = ""
+    if ctx.runtime_kind == "stream":
+        url = stream_url(ctx.runtime_address, ctx.call_id, outcome, warnings)
+    return connect_runtime(
+        outcome,
+        number,
+        ctx,
+        warnings,
+        provider="telnyx",
+        stream_url=url,
+        stream_attributes=STREAM_ATTRIBUTES,
     )
 
 

@@ -34,7 +34,6 @@ from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
 from router.providers.forms import signing_fields
 from router.providers.plugin import (
-    FINAL_STATUSES,
     RUNTIME_ENDPOINTS,
     AttemptResult,
     MalformedWebhook,
@@ -48,9 +47,11 @@ from router.providers.plugin import (
     same_text,
     text_bytes,
 )
-from router.providers.runtime_legs import callback_url, runtime_headers
 from router.providers.twiml_dialect import (
+    HANG_UP,
+    attempt_result,
     caller_id,
+    connect_runtime,
     dial_timeout,
     e164,
     number_noun,
@@ -59,7 +60,7 @@ from router.providers.twiml_dialect import (
     parse_status,
     render,
     rfc2822_timestamp,
-    stream_parameters,
+    stream_event,
 )
 from router.settings import Settings
 
@@ -266,40 +267,15 @@ class TwilioProvider:
     # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
 
     def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
-        """A `<Dial><Sip>` leg was taken when `DialCallStatus` is `completed` or
-        `answered`; a ConversationRelay session when it ended without an `ErrorCode`, or
-        after it had run (`SessionDuration` above 0); a stream's outcome is in its status
-        callbacks. A caller who hung up (`CallStatus` final) leaves nothing to do."""
-        fields = _fields(req)
-        if kind == "sip" and one(fields, "DialCallStatus").lower() in _LEG_TAKEN:
-            return "taken"
-        if kind == "conversation-relay":
-            error = one(fields, "ErrorCode")
-            ran = one(fields, "SessionDuration") not in ("", "0")
-            if not error or ran:
-                return "taken"
-        if one(fields, "CallStatus").lower() in FINAL_STATUSES:
-            return "gone"
-        if kind == "stream":
-            return "ask-stream"
-        return "refused"
+        """What the `<Connect>` / `<Dial>` action says (twiml_dialect.attempt_result)."""
+        return attempt_result(_fields(req), kind)
 
     def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
-        """`StreamEvent`: `stream-started`, `stream-stopped`, `stream-error` (Telnyx's
-        TeXML also says `stream-failed`)."""
-        return _STREAM_EVENTS.get(one(_fields(req), "StreamEvent").lower())
+        """`StreamEvent` of a `<Stream>` status callback."""
+        return stream_event(_fields(req))
 
     def hang_up(self) -> Rendered:
-        return Rendered(twiml.response("<Hangup/>"), twiml.CONTENT_TYPE)
-
-
-_LEG_TAKEN: Final = frozenset({"completed", "answered"})
-_STREAM_EVENTS: Final[dict[str, StreamEvent]] = {
-    "stream-started": "started",
-    "stream-stopped": "stopped",
-    "stream-error": "error",
-    "stream-failed": "error",
-}
+        return HANG_UP
 
 
 def _signature_algorithm(settings_header: str) -> str:
@@ -313,32 +289,12 @@ def _signature_algorithm(settings_header: str) -> str:
 # --- decision → TwiML --------------------------------------------------------------------
 
 
-# How long a SIP runtime's leg may ring before router moves the call on (Twilio's own
-# default is 30 s of ringing; an agent that answers at all answers in a second or two).
-RUNTIME_DIAL_TIMEOUT_SECONDS: Final = 15
-
-
 def _connect(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext, warnings: list[str]
 ) -> str:
-    """The verb that hands the call to its runtime, the ids as `<Parameter>`s (or `x-`
-    headers of a SIP runtime's URI): `<Connect><Stream>`, `<Connect><ConversationRelay>`
-    or `<Dial><Sip>`. With callbacks, `<Connect>`'s and `<Dial>`'s `action` (and the
-    stream's `statusCallback`) tell router whether the runtime took the call."""
-    action = callback_url(ctx, "/twilio/connect")
-    kind = ctx.runtime_kind
-    if kind == "sip":
-        headers = runtime_headers(outcome, number, ctx, warnings)
-        noun = twiml.sip(ctx.runtime_address, headers, warnings)
-        return twiml.dial(noun, timeout=RUNTIME_DIAL_TIMEOUT_SECONDS, action=action)
-    params = stream_parameters(outcome, number, ctx)
-    on_end = [("action", action), ("method", "POST")] if action else []
-    if kind == "conversation-relay":
-        return twiml.connect_relay(ctx.runtime_address, params, warnings, connect_attributes=on_end)
-    status = callback_url(ctx, "/twilio/stream")
-    on_status = [("statusCallback", status), ("statusCallbackMethod", "POST")] if status else []
-    return twiml.connect_stream(
-        ctx.runtime_address, params, warnings, attributes=on_status, connect_attributes=on_end
+    """The verb handing the call to its runtime, the stream URL as configured."""
+    return connect_runtime(
+        outcome, number, ctx, warnings, provider="twilio", stream_url=ctx.runtime_address
     )
 
 

@@ -12,7 +12,7 @@ Everything is a plain function over already-parsed fields: no copies, no second 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
@@ -28,13 +28,16 @@ from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
 from router.providers.plugin import (
     FINAL_STATUSES,
+    AttemptResult,
     MalformedWebhook,
     RenderContext,
     Rendered,
     StatusEvent,
+    StreamEvent,
     WebhookRequest,
     ascii_int,
 )
+from router.providers.runtime_legs import callback_url, runtime_headers
 
 SEND_DIGITS_PAUSE: Final = "ww"  # one second after answer, before an extension's digits
 # `CallStatus` values → `router.providers.plugin.CALL_STATUSES`.
@@ -208,6 +211,47 @@ def render(
     return Rendered(body, twiml.CONTENT_TYPE, warnings=tuple(warnings))
 
 
+# How long a SIP runtime's leg may ring before router moves the call on (Twilio's own
+# default is 30 s of ringing; an agent that answers at all answers in a second or two).
+RUNTIME_DIAL_TIMEOUT_SECONDS: Final = 15
+
+
+def connect_runtime(
+    outcome: Connect,
+    number: AnyPhoneNumber,
+    ctx: RenderContext,
+    warnings: list[str],
+    *,
+    provider: str,
+    stream_url: str,
+    stream_attributes: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The verb that hands the call to its runtime, the ids as `<Parameter>`s (or `x-`
+    headers of a SIP runtime's URI): `<Connect><Stream>`, `<Connect><ConversationRelay>`
+    or `<Dial><Sip>`. With callbacks, `<Connect>`'s and `<Dial>`'s `action` (and the
+    stream's `statusCallback`) under `/{provider}/` tell router whether the runtime took
+    the call."""
+    action = callback_url(ctx, f"/{provider}/connect")
+    kind = ctx.runtime_kind
+    if kind == "sip":
+        headers = runtime_headers(outcome, number, ctx, warnings)
+        noun = twiml.sip(ctx.runtime_address, headers, warnings)
+        return twiml.dial(noun, timeout=RUNTIME_DIAL_TIMEOUT_SECONDS, action=action)
+    params = stream_parameters(outcome, number, ctx)
+    on_end = [("action", action), ("method", "POST")] if action else []
+    if kind == "conversation-relay":
+        return twiml.connect_relay(ctx.runtime_address, params, warnings, connect_attributes=on_end)
+    status = callback_url(ctx, f"/{provider}/stream")
+    on_status = [("statusCallback", status), ("statusCallbackMethod", "POST")] if status else []
+    return twiml.connect_stream(
+        stream_url,
+        params,
+        warnings,
+        attributes=[*stream_attributes, *on_status],
+        connect_attributes=on_end,
+    )
+
+
 def stream_parameters(
     outcome: Connect, number: AnyPhoneNumber, ctx: RenderContext
 ) -> list[tuple[str, str]]:
@@ -259,3 +303,41 @@ def dial_timeout(plan: TransferPlan | None) -> float | None:
     if plan is None:
         return None
     return plan.dial_timeout if plan.dial_timeout != _DIAL_TIMEOUT_DEFAULT else plan.timeout
+
+
+# --- runtime callbacks (router/runtimes/attempts.py) ------------------------------------------
+
+HANG_UP: Final = Rendered(twiml.response("<Hangup/>"), twiml.CONTENT_TYPE)
+_LEG_TAKEN: Final = frozenset({"completed", "answered"})
+_STREAM_EVENTS: Final[Mapping[str, StreamEvent]] = {
+    "stream-started": "started",
+    "stream-stopped": "stopped",
+    "stream-error": "error",
+    "stream-failed": "error",  # Telnyx's migration notes name it so
+}
+
+
+def attempt_result(fields: MultiMapping[str], kind: str) -> AttemptResult:
+    """What a `<Connect>` / `<Dial>` action says of a runtime's attempt. A `<Dial><Sip>`
+    leg was taken when `DialCallStatus` is `completed` or `answered`; a ConversationRelay
+    session when it ended without an `ErrorCode`, or after it had run (`SessionDuration`
+    above 0); a stream's outcome is in its status callbacks. A caller who hung up
+    (`CallStatus` final) leaves nothing to do."""
+    if kind == "sip" and one(fields, "DialCallStatus").lower() in _LEG_TAKEN:
+        return "taken"
+    if kind == "conversation-relay":
+        error = one(fields, "ErrorCode")
+        ran = one(fields, "SessionDuration") not in ("", "0")
+        if not error or ran:
+            return "taken"
+    if one(fields, "CallStatus").lower() in FINAL_STATUSES:
+        return "gone"
+    if kind == "stream":
+        return "ask-stream"
+    return "refused"
+
+
+def stream_event(fields: MultiMapping[str]) -> StreamEvent | None:
+    """`StreamEvent` of a `<Stream>` status callback: `stream-started`, `stream-stopped`,
+    `stream-error` (`stream-failed` too)."""
+    return _STREAM_EVENTS.get(one(fields, "StreamEvent").lower())

@@ -516,3 +516,96 @@ async def test_a_badly_signed_status_callback_is_acked_and_changes_nothing(
     )
     assert (answer.status, answer.body) == (200, twiml.EMPTY)
     assert (await router.call_record(sid))[0] == 404
+
+
+# --- runtimes: the same callbacks as Twilio's, under /telnyx/ --------------------------------
+
+
+def callback_path(url: str) -> str:
+    assert url.startswith(f"{PUBLIC_URL}/telnyx/"), url
+    return url.removeprefix(PUBLIC_URL)
+
+
+def stream_callback_form(sid: str, event: str) -> dict[str, str]:
+    """A TeXML `<Stream>` status callback (Twilio's fields; no From or To)."""
+    return {
+        "AccountSid": voice_form(sid)["AccountSid"],
+        "CallSid": sid,
+        "StreamSid": "ST-telnyx-1",
+        "StreamEvent": event,
+    }
+
+
+async def telnyx_runtimes(make_router: MakeRouter, tmp_path: Path) -> Router:
+    path = tmp_path / "runtimes.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "runtimes": [
+                    {"name": "a", "kind": "stream", "url": "wss://a.example.com/stream"},
+                    {"name": "relay", "kind": "conversation-relay", "url": "wss://r.example/ws"},
+                    {"name": "oai", "kind": "sip", "uri": "sip:agent@sip.example.com"},
+                ],
+                "routes": [
+                    {
+                        "match": {"assistantId": "asst-relay", "provider": "telnyx"},
+                        "runtimes": [{"name": "relay"}, {"name": "oai", "weight": 0}],
+                    },
+                    {"match": {"assistantId": "asst-1"}, "runtimes": [{"name": "a"}]},
+                ],
+            }
+        )
+    )
+    return await make_router(runtimes_file=path)
+
+
+async def test_a_texml_stream_that_started_hangs_up_and_one_that_did_not_falls_back(
+    make_router: MakeRouter, tmp_path: Path, logs: list[EventDict]
+) -> None:
+    """`<Connect action>` and the stream's `statusCallback` under /telnyx/, signed over the
+    body like every Telnyx webhook: started then the action → `<Hangup/>`; `stream-failed`
+    then the action → the failure branch (`fallbackDestination`)."""
+    router = await telnyx_runtimes(make_router, tmp_path)
+    await router.create_number(
+        assistantId="asst-1", fallbackDestination={"type": "number", "number": "+14155550142"}
+    )
+    ok, failing = call_sid(), call_sid()
+    for sid, event in ((ok, "stream-started"), (failing, "stream-failed")):
+        root = (await router.post(voice_form(sid))).root
+        connect = root[0]
+        (element,) = list(connect)
+        assert element.get("url", "").startswith("wss://a.example.com/stream/")
+        status = callback_path(element.get("statusCallback", ""))
+        assert (await router.post(stream_callback_form(sid, event), path=status)).status == 200
+        after = (
+            await router.post(
+                voice_form(sid, CallStatus="in-progress"),
+                path=callback_path(connect.get("action", "")),
+            )
+        ).root
+        if sid == ok:
+            assert [child.tag for child in after] == ["Hangup"]
+        else:
+            assert [child.tag for child in after] == ["Say", "Dial"]
+    [failover] = named(logs, "runtime.failover")
+    assert (failover["runtime"], failover["to_runtime"]) == ("a", None)
+    assert failover["ended_reason"] == "runtime-unavailable"
+
+
+async def test_a_texml_conversation_relay_fails_over_to_a_sip_runtime(
+    make_router: MakeRouter, tmp_path: Path
+) -> None:
+    router = await telnyx_runtimes(make_router, tmp_path)
+    await router.create_number(assistantId="asst-relay")
+    sid = call_sid()
+    root = (await router.post(voice_form(sid))).root
+    (relay,) = list(root[0])
+    assert relay.tag == "ConversationRelay" and relay.get("url") == "wss://r.example/ws"
+    action = callback_path(root[0].get("action", ""))
+    after = await router.post(
+        voice_form(sid, CallStatus="in-progress", ErrorCode="64105"), path=action
+    )
+    dial = after.root[0]
+    assert dial.tag == "Dial" and dial.get("action", "").startswith(f"{PUBLIC_URL}/telnyx/connect")
+    (sip,) = list(dial)
+    assert (sip.text or "").startswith("sip:agent@sip.example.com?x-router-call-id=")

@@ -30,13 +30,16 @@ provider: Provider = PROVIDERS["telnyx"]
 
 
 def test_telnyx_is_registered_with_the_standard_endpoints() -> None:
-    """Served at /telnyx/voice, /telnyx/fallback and /telnyx/status."""
+    """Served at /telnyx/voice, /telnyx/fallback and /telnyx/status, and the runtime
+    callbacks /telnyx/connect and /telnyx/stream."""
     assert isinstance(provider, TelnyxProvider)
     assert (provider.name, provider.number_provider) == ("telnyx", "telnyx")
     assert dict(provider.endpoints) == {
         "voice": "voice",
         "fallback": "fallback",
         "status": "status",
+        "connect": "connect",
+        "stream": "stream",
     }
 
 
