@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Final
 
@@ -243,8 +244,13 @@ async def _connect_callback(
         return _malformed(provider, req, MalformedWebhook(str(exc)))
     except MalformedWebhook as exc:
         return _malformed(provider, req, exc)
+    if attempt.call is not None:  # the callback is another leg's: the attempt names the call
+        call = replace(call, provider_call_id=attempt.call, to_number=attempt.to or call.to_number)
     runtime = inbound.runtimes.by_name.get(attempt.runtime)
-    result = provider.attempt_result(req, runtime.kind if runtime is not None else "stream")
+    try:
+        result = provider.attempt_result(req, runtime.kind if runtime is not None else "stream")
+    except MalformedWebhook as exc:
+        return _malformed(provider, req, exc)
     return respond(await inbound.after_attempt(provider, number, call, attempt, result))
 
 

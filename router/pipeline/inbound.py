@@ -229,16 +229,17 @@ class Inbound:
         if not isinstance(outcome, Connect):
             return None
         runtimes = self.runtimes
+        named = isinstance(provider, RuntimeCallbacks) and provider.callbacks_name_the_call
+        call_id = call.provider_call_id if named else None
         if not runtimes.routes:
-            return planned((DEFAULT_RUNTIME,), call.to_number)
+            return planned((DEFAULT_RUNTIME,), call.to_number, call_id)
         facts = {
             _MATCH_FIELD[outcome.target]: outcome.target_id,
             "orgId": number.org_id,
             "provider": provider.name,
         }
-        return planned(
-            plan(runtimes, facts, call.from_number, self.health.available), call.to_number
-        )
+        order = plan(runtimes, facts, call.from_number, self.health.available)
+        return planned(order, call.to_number, call_id)
 
     def render(
         self,
@@ -296,19 +297,18 @@ class Inbound:
         call_id = call.provider_call_id
         if result == "ask-stream":
             result = await self._stream_result(number, call_id, attempt.runtime)
-        if result == "gone":
-            return provider.hang_up()
-        if result == "taken":
-            await self._report(attempt.runtime, taken=True)
-            return provider.hang_up()
+        if result in ("gone", "pending"):
+            return provider.finished()
+        # A repeated callback (or a second event of the same leg) is reported once.
+        note = f"{attempt.runtime}:{'started' if result == 'taken' else 'failed'}"
         try:
-            first = await self.records.note_runtime(
-                number.org_id, call_id, f"{attempt.runtime}:failed"
-            )
+            first = await self.records.note_runtime(number.org_id, call_id, note)
         except StoreUnavailable:
             first = True
-        if first:  # a repeated callback is not a second failure
-            await self._report(attempt.runtime, taken=False)
+        if first:
+            await self._report(attempt.runtime, taken=result == "taken")
+        if result == "taken":
+            return provider.finished()
         decision = (await self.decide(provider, number, call)).decision
         following = attempt.following(
             self.runtimes, {name: self.health.healthy(name) for name in attempt.next}

@@ -232,11 +232,12 @@ class RenderContext:
 
 
 # What a runtime callback says of an attempt (router/runtimes/attempts.py):
-# - `taken`: the runtime took the call and the conversation ended: hang up;
+# - `taken`: the runtime took the call (and, on TwiML, the conversation ended);
 # - `refused`: it did not take the call: the next runtime, or the failure branch;
 # - `gone`: the caller hung up first: nothing to do, nobody to blame;
+# - `pending`: not known yet (a leg still ringing): nothing to do now;
 # - `ask-stream`: a stream's outcome, told by its status callbacks (`stream_event`).
-AttemptResult = Literal["taken", "refused", "gone", "ask-stream"]
+AttemptResult = Literal["taken", "refused", "gone", "pending", "ask-stream"]
 StreamEvent = Literal["started", "stopped", "error"]
 
 
@@ -252,8 +253,14 @@ class RuntimeCallbacks(Protocol):
     def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
         """A stream status callback's event; None for one router does not act on."""
 
-    def hang_up(self) -> Rendered:
-        """The document that ends the call (after a conversation that ended normally)."""
+    @property
+    def callbacks_name_the_call(self) -> bool:
+        """Whether the callbacks come from another leg than the caller's, so their query
+        must name the call (`call`)."""
+
+    def finished(self) -> Rendered:
+        """The answer when router has nothing more for the call: TwiML's `<Hangup/>` (the
+        conversation ended), Vonage's empty answer (the call goes on as it is)."""
 
 
 class Provider(Protocol):

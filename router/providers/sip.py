@@ -31,7 +31,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 from pydantic import Field, ValidationError
@@ -50,16 +50,19 @@ from router.pipeline.inbound_call import InboundCall
 from router.providers import sip_digest as digest
 from router.providers.plugin import (
     FINAL_STATUSES,
+    AttemptResult,
     Challenge,
     MalformedWebhook,
     RenderContext,
     Rendered,
     StatusEvent,
+    StreamEvent,
     VerificationFailed,
     WebhookRequest,
     text_bytes,
 )
-from router.providers.runtime_legs import runtime_headers
+from router.providers.runtime_legs import callback_url, runtime_headers
+from router.runtimes.config import DEFAULT_RUNTIME
 from router.settings import Settings
 
 CONTENT_TYPE: Final = "application/json"
@@ -127,7 +130,13 @@ class SipProvider:
     # The protocol names one; the request decides which of `number_providers` it finds.
     number_provider: Final = "vapi"
     number_providers: Final = ("vapi", "byo-phone-number")
-    endpoints: Final[Mapping[str, str]] = {"voice": "route", "status": "status"}
+    # `connect`: the edge tells whether the runtime took the call (docs/sip-edge.md).
+    endpoints: Final[Mapping[str, str]] = {
+        "voice": "route",
+        "status": "status",
+        "connect": "connect",
+    }
+    callbacks_name_the_call: Final = False  # the edge sends the call's callId again
 
     def budget_seconds(self, settings: Settings) -> float:
         """`sip_budget_seconds`: how long the edge lets the INVITE wait for a decision."""
@@ -179,12 +188,31 @@ class SipProvider:
         never reaches the customer's server)."""
         if not isinstance(number, VapiPhoneNumber | ByoPhoneNumber):
             raise VerificationFailed("provider-mismatch")
-        if req.path.endswith("/status"):
-            return  # call-state events come from the edge itself, not from a caller
+        if req.path.endswith(("/status", "/connect")):
+            return  # call-state events and runtime outcomes come from the edge itself
         call = self.parse(req)
         challenge = _challenge(call, number, call.provider_call_id)
         if challenge is not None:
             raise Challenge(challenge, challenge.warnings[0])
+
+    # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
+
+    def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
+        """The edge's `result`: `taken` (the runtime answered), `refused` (it did not: an
+        error, no answer, unreachable) or `gone` (the caller hung up first)."""
+        data = _json_object(req) or {}
+        result = data.get("result")
+        if result not in ("taken", "refused", "gone"):
+            raise MalformedWebhook("bad-result")
+        return cast(AttemptResult, result)
+
+    def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
+        """The edge says what happened in `/sip/connect` alone."""
+        return None
+
+    def finished(self) -> Rendered:
+        """`{"action": "none"}`: nothing more for the edge to do."""
+        return Rendered(_dump({"action": "none"}), CONTENT_TYPE)
 
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call (also read by `verify` for the digest check)."""
@@ -237,8 +265,14 @@ class SipProvider:
                 **head,
                 "target": outcome.target,
                 "targetId": outcome.target_id,
-                "runtimeUrl": ctx.runtime_url,
+                "runtime": ctx.runtime.name if ctx.runtime is not None else DEFAULT_RUNTIME,
+                "runtimeKind": ctx.runtime_kind,
+                # A media stream's URL for a `stream` runtime, a SIP URI for a `sip` one.
+                "runtimeUrl": ctx.runtime_address if ctx.runtime_kind != "sip" else None,
+                "runtimeUri": ctx.runtime_address if ctx.runtime_kind == "sip" else None,
                 "headers": runtime_headers(outcome, number, ctx, warnings),
+                # Where the edge says whether the runtime took the call (None: nowhere).
+                "connectUrl": callback_url(ctx, "/sip/connect"),
             }
         elif isinstance(outcome, Transfer):
             body = {

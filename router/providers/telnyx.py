@@ -222,7 +222,10 @@ class TelnyxProvider:
         """`StreamEvent` of a `<Stream>` status callback."""
         return stream_event(req.params)
 
-    def hang_up(self) -> Rendered:
+    callbacks_name_the_call: Final = False
+
+    def finished(self) -> Rendered:
+        """`<Hangup/>`: the conversation ended."""
         return HANG_UP
 
 

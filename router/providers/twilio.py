@@ -274,7 +274,10 @@ class TwilioProvider:
         """`StreamEvent` of a `<Stream>` status callback."""
         return stream_event(_fields(req))
 
-    def hang_up(self) -> Rendered:
+    callbacks_name_the_call: Final = False
+
+    def finished(self) -> Rendered:
+        """`<Hangup/>`: the conversation ended."""
         return HANG_UP
 
 

@@ -46,10 +46,12 @@ from router.pipeline.decision import Connect, Decision, Say, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers.plugin import (
     FINAL_STATUSES,
+    AttemptResult,
     MalformedWebhook,
     RenderContext,
     Rendered,
     StatusEvent,
+    StreamEvent,
     VerificationFailed,
     WebhookRequest,
     ascii_int,
@@ -57,11 +59,28 @@ from router.providers.plugin import (
     number_credential,
     same_text,
 )
+from router.providers.runtime_legs import callback_url, runtime_headers
 from router.settings import Settings
 
 ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
-    {"voice": "answer", "fallback": "fallback", "status": "event"}
+    # `connect`: the events of the leg a `connect` to a runtime dialled (synchronous: the
+    # answer to a failure carries on the call, router/runtimes/attempts.py).
+    {"voice": "answer", "fallback": "fallback", "status": "event", "connect": "connect"}
 )
+# How long a SIP runtime's leg may ring before router moves the call on.
+RUNTIME_CONNECT_TIMEOUT_SECONDS: Final = 15
+# A connected leg's `status`: what it says of the runtime's attempt.
+_ATTEMPT_RESULTS: Final[Mapping[str, AttemptResult]] = {
+    "answered": "taken",
+    "completed": "taken",
+    "disconnected": "taken",
+    "busy": "refused",
+    "failed": "refused",
+    "rejected": "refused",
+    "timeout": "refused",
+    "unanswered": "refused",
+    "cancelled": "gone",
+}
 AUTHORIZATION_HEADER: Final = "Authorization"
 ALGORITHM: Final = "HS256"
 CLOCK_LEEWAY_SECONDS: Final = 30
@@ -114,12 +133,13 @@ class VonageProvider:
         """`vonage:<api_key>:+E164` of `to` and the token's `api_key` (`vonage:+E164`
         without one); None for events that are not the inbound call's status."""
         fields = _lenient_fields(req)
+        runtime_leg = bool(req.query.get("runtime"))  # /vonage/connect: the URL names `to`
         status = _text(fields, "status").lower()
-        if "status" in fields and status not in _STATUSES:
+        if not runtime_leg and "status" in fields and status not in _STATUSES:
             return None  # transfer, disconnected, human/machine, ...: nothing to record
-        if _text(fields, "direction").lower() == "outbound":
+        if not runtime_leg and _text(fields, "direction").lower() == "outbound":
             return None  # a leg router dialled (runtime websocket, transfer): not a routed call
-        number = _e164(_text(fields, "to"))
+        number = _e164(req.query.get("to", "") if runtime_leg else _text(fields, "to"))
         if number is None:
             return None
         # The account its token names (not yet verified: `verify` then checks the token
@@ -219,6 +239,25 @@ class VonageProvider:
             params=fields,
             from_number=(_e164(caller) or caller) if (caller := _text(fields, "from")) else None,
         )
+
+    # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
+
+    callbacks_name_the_call: Final = True  # the events are the dialled leg's
+
+    def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
+        """The dialled leg's `status`: `answered` (and its end) is the runtime taking the
+        call; `failed`, `unanswered`, `rejected`, `busy` and `timeout` are not; the caller
+        hanging up first is `cancelled`; `started` and `ringing` say nothing yet."""
+        return _ATTEMPT_RESULTS.get(_text(_lenient_fields(req), "status").lower(), "pending")
+
+    def stream_event(self, req: WebhookRequest) -> StreamEvent | None:
+        """Vonage says it all in the leg's events: no stream callbacks."""
+        return None
+
+    def finished(self) -> Rendered:
+        """An empty answer: the call goes on as it is (a connected runtime keeps it; after
+        its end, no action is left and the call ends)."""
+        return self.ack_status()
 
     def ack_status(self) -> Rendered:
         """204 No Content: received, and no NCCO for Vonage to run (e.g. on `disconnected`)."""
@@ -400,7 +439,22 @@ def _connect_runtime(
     ctx: RenderContext,
     warnings: list[str],
 ) -> dict[str, Any]:
-    """`connect` to the runtime's websocket, ids in `headers` (no transient config)."""
+    """`connect` to the runtime: its websocket, ids in `headers` (no transient config), or
+    its SIP URI with the `x-router-*` headers. With callbacks, the leg's events go to
+    `/vonage/connect`, synchronously: the answer to a failure carries on the call."""
+    action: dict[str, Any] = {"action": "connect"}
+    callbacks = callback_url(ctx, "/vonage/connect")
+    if callbacks is not None:
+        action |= {"eventUrl": [callbacks], "eventMethod": "POST", "eventType": "synchronous"}
+    own = _vonage_number(number.number or call.to_number)
+    if own is not None:
+        action["from"] = own  # optional for a websocket, but Vonage's own SDK insists
+    if ctx.runtime_kind == "sip":
+        sip_headers = _sip_headers(runtime_headers(outcome, number, ctx, warnings))
+        uri = _clean(ctx.runtime_address)
+        action["endpoint"] = [{"type": "sip", "uri": uri, "headers": sip_headers}]
+        action["timeout"] = RUNTIME_CONNECT_TIMEOUT_SECONDS
+        return action
     wanted = [("callId", ctx.call_id), ("target", outcome.target)]
     if outcome.target_id is not None:
         wanted.append(("targetId", outcome.target_id))
@@ -414,14 +468,10 @@ def _connect_runtime(
         headers = candidate
     endpoint = {
         "type": "websocket",
-        "uri": ctx.runtime_url,
+        "uri": ctx.runtime_address,
         "content-type": WEBSOCKET_CONTENT_TYPE,
         "headers": headers,
     }
-    action: dict[str, Any] = {"action": "connect"}
-    own = _vonage_number(number.number or call.to_number)
-    if own is not None:
-        action["from"] = own  # optional for a websocket, but Vonage's own SDK insists
     action["endpoint"] = [endpoint]
     return action
 

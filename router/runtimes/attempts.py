@@ -10,7 +10,11 @@ can take the callback without a shared record of the plan.
 
 `runtime`: the runtime this attempt went to; `next`: the ones to try after it, in order;
 `to`: the called number (stream status callbacks do not name it, and the number is
-found, and the callback verified, by it).
+found, and the callback verified, by it); `call`: the provider's id of the caller's call,
+where callbacks come from another leg (Vonage's connect events name the leg it dialled).
+Twilio signs the whole URL; Telnyx and Vonage sign the body only, so there the query is
+router's word alone: it can only name runtimes of the configuration, a number whose key
+must still verify the signed body, and a call of that number.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ class Attempt:
     runtime: str
     next: tuple[str, ...] = ()
     to: str | None = None
+    call: str | None = None
 
     def query(self) -> str:
-        return _query(self.runtime, self.next, self.to)
+        return _query(self.runtime, self.next, self.to, self.call)
 
     def following(
         self, runtimes: Runtimes, available: Mapping[str, bool] | None = None
@@ -52,7 +57,7 @@ class Attempt:
         if available is not None:
             up = [name for name in left if available.get(name, True)]
             left = up + [name for name in left if name not in up]
-        return Attempt(left[0], tuple(left[1:]), self.to)
+        return Attempt(left[0], tuple(left[1:]), self.to, self.call)
 
     @classmethod
     def from_query(cls, query: MultiMapping[str]) -> Attempt:
@@ -63,19 +68,23 @@ class Attempt:
         following = tuple(name for name in raw_next.split(",") if name) if raw_next else ()
         if len(following) > MAX_NEXT:
             raise BadAttempt("too-many-runtimes")
-        return cls(runtime, following, query.get("to") or None)
+        return cls(runtime, following, query.get("to") or None, query.get("call") or None)
 
 
-@lru_cache(maxsize=4096)  # a few per route and number: made once, not on every call
-def _query(runtime: str, following: tuple[str, ...], to: str | None) -> str:
+# A few per route and number (made once, not on every call), unless the query names the
+# call; then one per call, and the oldest go.
+@lru_cache(maxsize=4096)
+def _query(runtime: str, following: tuple[str, ...], to: str | None, call: str | None) -> str:
     fields = {"runtime": runtime}
     if following:
         fields["next"] = ",".join(following)
     if to:
         fields["to"] = to
+    if call:
+        fields["call"] = call
     return urlencode(fields)
 
 
-def planned(plan: Sequence[str], to: str | None) -> Attempt:
+def planned(plan: Sequence[str], to: str | None, call: str | None = None) -> Attempt:
     """The first attempt of a plan (`router.runtimes.choice.plan`)."""
-    return Attempt(plan[0], tuple(plan[1:]), to)
+    return Attempt(plan[0], tuple(plan[1:]), to, call)

@@ -101,7 +101,10 @@ class Edge:
             return response.status, json.loads(text)
 
     async def decide(self, body: dict[str, Any]) -> dict[str, Any]:
-        status, answer = await self.route(body)
+        return await self.decide_at("/sip/route", body)
+
+    async def decide_at(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        status, answer = await self.route(body, path=path)
         assert status == 200, answer
         assert isinstance(answer, dict)
         return answer
@@ -446,3 +449,71 @@ async def test_status_events_update_the_call_record_the_runtime_reads(
         secret="wrong",
     )
     assert status == 403
+
+
+# --- runtimes: the edge says whether the runtime took the call -------------------------------
+
+
+async def sip_runtimes_edge(aiohttp_client: AiohttpClient, tmp_path: Path) -> Edge:
+    path = tmp_path / "runtimes.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "runtimes": [
+                    {"name": "oai", "kind": "sip", "uri": "sip:agent@sip.example.com"},
+                    {"name": "media", "kind": "stream", "url": "wss://media.example.com/s"},
+                ],
+                "routes": [
+                    {
+                        "match": {"provider": "sip"},
+                        "runtimes": [{"name": "oai"}, {"name": "media", "weight": 0}],
+                    }
+                ],
+            }
+        )
+    )
+    return Edge(await aiohttp_client(create_app(settings(tmp_path, runtimes_file=path))))
+
+
+async def test_a_runtime_the_edge_could_not_reach_moves_on_then_fails_over(
+    aiohttp_client: AiohttpClient, tmp_path: Path, logs: list[EventDict]
+) -> None:
+    """The answer names the SIP runtime (`runtimeUri`) and where to report (`connectUrl`);
+    `refused` there gives the next runtime (a media stream), then the failure branch
+    (`fallbackDestination`); the digest is not asked again on these reports."""
+    edge = await sip_runtimes_edge(aiohttp_client, tmp_path)
+    await vapi_number(edge, fallbackDestination={"type": "sip", "sipUri": "sip:desk@example.com"})
+    call = invite()
+    challenge = await edge.decide(call)
+    assert challenge["action"] == "challenge"
+    answer = await edge.decide(call | {"authorization": digest_answer(challenge, SIP_URI)})
+    assert (answer["runtime"], answer["runtimeKind"]) == ("oai", "sip")
+    assert answer["runtimeUri"] == "sip:agent@sip.example.com" and answer["runtimeUrl"] is None
+    assert answer["connectUrl"].startswith("/sip/connect?runtime=oai&next=media")
+    nxt = await edge.decide_at(answer["connectUrl"], call | {"result": "refused"})
+    assert (nxt["action"], nxt["runtime"], nxt["runtimeKind"]) == ("connect", "media", "stream")
+    assert nxt["runtimeUrl"] == "wss://media.example.com/s"
+    assert nxt["callId"] == answer["callId"]
+    last = await edge.decide_at(nxt["connectUrl"], call | {"result": "refused"})
+    assert last["action"] == "transfer"
+    assert last["destination"]["uri"] == "sip:desk@example.com"
+    assert last["endedReason"] == "runtime-unavailable"
+    failovers = [e for e in logs if e.get("event") == "runtime.failover"]
+    assert [(e["runtime"], e["to_runtime"]) for e in failovers] == [
+        ("oai", "media"),
+        ("media", None),
+    ]
+
+
+async def test_a_runtime_that_took_the_call_leaves_nothing_to_do(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    edge = await sip_runtimes_edge(aiohttp_client, tmp_path)
+    await vapi_number(edge, authentication=None)
+    call = invite()
+    answer = await edge.decide(call)
+    assert await edge.decide_at(answer["connectUrl"], call | {"result": "taken"}) == {
+        "action": "none"
+    }
+    status, text = await edge.route(call | {"result": "maybe"}, path=answer["connectUrl"])
+    assert status == 400 and "bad-result" in text

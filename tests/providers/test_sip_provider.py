@@ -98,8 +98,9 @@ def sip() -> SipProvider:
 
 
 def test_sip_serves_route_and_status_with_its_own_budget(sip: SipProvider) -> None:
-    """`POST /sip/route` and `/sip/status` only; the budget is `sip_budget_seconds`."""
-    assert dict(sip.endpoints) == {"voice": "route", "status": "status"}
+    """`POST /sip/route`, `/sip/status` and `/sip/connect` (the runtime's outcome) only; the
+    budget is `sip_budget_seconds`."""
+    assert dict(sip.endpoints) == {"voice": "route", "status": "status", "connect": "connect"}
     assert sip.budget_seconds(Settings(sip_budget_seconds=3.5)) == 3.5
 
 

@@ -93,7 +93,11 @@ def test_connect_names_the_runtime_target_and_router_headers(target: Any) -> Non
         **HEAD,
         "target": target,
         "targetId": f"{target}-1",
+        "runtime": "default",
+        "runtimeKind": "stream",
         "runtimeUrl": RUNTIME_URL,
+        "runtimeUri": None,
+        "connectUrl": None,
         "headers": {
             "x-router-call-id": CALL_ID,
             "x-router-target": target,

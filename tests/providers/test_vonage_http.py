@@ -459,3 +459,85 @@ async def test_a_forged_event_is_acked_and_changes_nothing(router: Router, logs:
     status_code, record = await router.call_record(call_uuid)
     assert status_code == 404 or record["status"] != "completed"
     assert logs.named("webhook.rejected")
+
+
+# --- runtimes: the dialled leg's events at /vonage/connect -----------------------------------
+
+
+def connect_events_path(action: dict[str, Any]) -> str:
+    assert action["eventType"] == "synchronous" and action["eventMethod"] == "POST"
+    (url,) = action["eventUrl"]
+    assert url.startswith(f"{PUBLIC_URL}/vonage/connect?"), url
+    return str(url).removeprefix(PUBLIC_URL)
+
+
+def leg_event(status: str, to: str, **extra: Any) -> dict[str, Any]:
+    """An event of the leg a `connect` dialled: its own uuid, `direction: outbound`."""
+    return {
+        "uuid": new_uuid(),
+        "conversation_uuid": "CON-" + new_uuid(),
+        "status": status,
+        "direction": "outbound",
+        "from": digits(NUMBER),
+        "to": to,
+        "timestamp": "2026-12-07T10:00:00.000Z",
+        **extra,
+    }
+
+
+async def test_a_runtime_leg_that_fails_moves_on_and_one_answered_carries_on(
+    make_router: MakeRouter, tmp_path: Path, logs: Logs
+) -> None:
+    """The websocket leg `failed`: the answer is the next runtime's `connect` (a SIP
+    runtime, `x-router-*` headers); its `unanswered`: the failure branch (the apology).
+    Another call's leg `answered`: an empty answer (the call goes on) and a success."""
+    runtimes = tmp_path / "runtimes.yaml"
+    runtimes.write_text(
+        json.dumps(
+            {
+                "runtimes": [
+                    {"name": "ws", "kind": "stream", "url": RUNTIME_URL},
+                    {"name": "oai", "kind": "sip", "uri": "sip:agent@sip.example.com"},
+                ],
+                "routes": [
+                    {
+                        "match": {"provider": "vonage"},
+                        "runtimes": [{"name": "ws"}, {"name": "oai", "weight": 0}],
+                    }
+                ],
+            }
+        )
+    )
+    router = await make_router(runtimes_file=runtimes)
+    number = await router.create_vonage_number(assistantId="asst-1")
+    call_uuid = new_uuid()
+    (first,) = (await router.post(answer_fields(uuid=call_uuid))).ncco
+    path = connect_events_path(first)
+    assert f"call={call_uuid}" in path and "runtime=ws" in path
+    assert (await router.post(leg_event("started", RUNTIME_URL), path=path)).status == 204
+    (second,) = (await router.post(leg_event("failed", RUNTIME_URL), path=path)).ncco
+    (endpoint,) = second["endpoint"]
+    assert endpoint["type"] == "sip" and endpoint["uri"] == "sip:agent@sip.example.com"
+    assert endpoint["headers"]["router-call-id"] == call_uuid
+    assert endpoint["headers"]["router-phone-number-id"] == number["id"]
+    assert second["timeout"] == 15
+    failed = await router.post(
+        leg_event("unanswered", "sip:agent@sip.example.com"), path=connect_events_path(second)
+    )
+    assert failed.ncco == [{"action": "talk", "text": APOLOGY}]
+    assert [(e["runtime"], e["to_runtime"]) for e in logs.named("runtime.failover")] == [
+        ("ws", "oai"),
+        ("oai", None),
+    ]
+
+    other = new_uuid()
+    (connect,) = (await router.post(answer_fields(uuid=other))).ncco
+    answered = await router.post(
+        leg_event("answered", RUNTIME_URL), path=connect_events_path(connect)
+    )
+    assert answered.status == 204
+    completed = await router.post(
+        leg_event("completed", RUNTIME_URL), path=connect_events_path(connect)
+    )
+    assert completed.status == 204
+    assert len(logs.named("runtime.failover")) == 2

@@ -36,14 +36,16 @@ def provider() -> VonageProvider:
     return VonageProvider()
 
 
-def test_vonage_is_registered_with_its_three_endpoints() -> None:
-    """`/vonage/answer`, `/vonage/fallback`, `/vonage/event`, for `vonage` numbers."""
+def test_vonage_is_registered_with_its_endpoints() -> None:
+    """`/vonage/answer`, `/vonage/fallback`, `/vonage/event`, for `vonage` numbers, and
+    `/vonage/connect` for the events of a runtime's leg."""
     provider = PROVIDERS["vonage"]
     assert provider.number_provider == "vonage"
     assert dict(provider.endpoints) == {
         "voice": "answer",
         "fallback": "fallback",
         "status": "event",
+        "connect": "connect",
     }
 
 
