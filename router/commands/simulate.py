@@ -30,9 +30,12 @@ from router.models.phone_numbers import (
 from router.models.wire import normalize_e164
 from router.pipeline.assistant_request import AssistantRequestClient
 from router.pipeline.decide import AssistantRequestResult, decide
-from router.pipeline.decision import Decision
+from router.pipeline.decision import Connect, Decision
 from router.pipeline.inbound_call import InboundCall
 from router.providers import PROVIDERS, RenderContext
+from router.runtimes.attempts import Attempt, planned
+from router.runtimes.choice import plan
+from router.runtimes.config import Runtimes
 from router.settings import DEFAULT_ORG_ID, Settings
 from router.store.interface import KIND_PHONE_NUMBER, Doc, ListQuery, Store, StoreUnavailable
 
@@ -189,10 +192,48 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
         )
     out: dict[str, Any] = {"number": lookup_key(number), "caller": request.caller}
     out["decision"] = decision.to_dict()
+    runtimes = settings.runtimes()
+    edge = "sip" if number.provider in ("vapi", "byo-phone-number") else number.provider
+    attempt = _attempt(runtimes, decision, call, number, request.render or edge)
+    if attempt is not None:
+        chosen = runtimes.by_name[attempt.runtime]
+        out["runtime"] = {
+            "name": chosen.name,
+            "kind": chosen.kind,
+            "address": chosen.address,
+            "then": list(attempt.next),
+        }
     if request.render:
         provider = PROVIDERS.get(request.render)
         if provider is None:
             raise SimulateError(f"--render takes one of {', '.join(PROVIDERS)}")
-        ctx = RenderContext(settings.runtime_url, call.provider_call_id, settings.public_url or "")
+        ctx = RenderContext(
+            settings.runtime_url,
+            call.provider_call_id,
+            settings.public_url or "",
+            runtime=runtimes.by_name[attempt.runtime] if attempt is not None else None,
+            callbacks=attempt.query() if attempt and "connect" in provider.endpoints else "",
+        )
         out["rendered"] = provider.render(decision, call, number, ctx).body.decode()
     return out
+
+
+def _attempt(
+    runtimes: Runtimes,
+    decision: Decision,
+    call: InboundCall,
+    number: AnyPhoneNumber,
+    provider: str,
+) -> Attempt | None:
+    """The runtime a connect would go to first, and then, every runtime taken as healthy
+    (the workers' health is theirs: `runtime.unhealthy` lines and `router_runtime_healthy`
+    say which are down). Weighted choices are random: run it again for another draw."""
+    outcome = decision.outcome
+    if not isinstance(outcome, Connect):
+        return None
+    facts = {
+        f"{outcome.target}Id": outcome.target_id,
+        "orgId": number.org_id,
+        "provider": provider,
+    }
+    return planned(plan(runtimes, facts, call.from_number, lambda _: True), call.to_number)

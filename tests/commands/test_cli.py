@@ -293,3 +293,40 @@ def test_serve_without_redis_exits_1_with_a_message(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert "cannot start: Redis is unavailable" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_simulate_shows_the_runtime_choice(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a runtimes file: the runtime the call would go to, those after it, and the
+    rendered document names it (a SIP runtime: `<Dial action><Sip>`)."""
+    runtimes = tmp_path / "runtimes.json"
+    runtimes.write_text(
+        json.dumps(
+            {
+                "runtimes": [
+                    {"name": "oai", "kind": "sip", "uri": "sip:agent@sip.example.com"},
+                    {"name": "media", "kind": "stream", "url": "wss://media.example.com/s"},
+                ],
+                "routes": [
+                    {
+                        "match": {"assistantId": "abc"},
+                        "runtimes": [{"name": "oai"}, {"name": "media", "weight": 0}],
+                    }
+                ],
+            }
+        )
+    )
+    monkeypatch.setenv("ROUTER_RUNTIMES_FILE", str(runtimes))
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps({**NUMBER, "hooks": [], "assistantId": "abc"}))
+    code, out = _run(capsys, "simulate", "--number-file", str(path), "--render", "twilio")
+    assert code == 0 and isinstance(out, dict)
+    assert out["runtime"] == {
+        "name": "oai",
+        "kind": "sip",
+        "address": "sip:agent@sip.example.com",
+        "then": ["media"],
+    }
+    assert '<Dial action="/twilio/connect?runtime=oai&amp;next=media' in out["rendered"]
+    assert "<Sip>sip:agent@sip.example.com?x-router-call-id=" in out["rendered"]
