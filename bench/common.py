@@ -329,15 +329,19 @@ def start_router(
     cpus: str | None,
     log_level: str = "info",
     workers: int = 1,
+    name: str = "router",
+    settings: Mapping[str, str] | None = None,
 ) -> Server:
-    """`python -m router serve` as a user starts it, on Redis; ready when this returns."""
+    """`python -m router serve` as a user starts it, on Redis; ready when this returns.
+    `settings`: more `ROUTER_*` variables; `name` tells several routers' logs apart."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = router_env(redis_url, url, started.log_dir / "router-data", log_level=log_level)
+    env = router_env(redis_url, url, started.log_dir / f"{name}-data", log_level=log_level)
+    env.update(settings or {})
     argv = [sys.executable, "-m", "router", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers > 1:
         argv += ["--workers", str(workers)]
-    server = Server("router", started.start("router", argv, cpus=cpus, env=env), url)
+    server = Server(name, started.start(name, argv, cpus=cpus, env=env), url)
     wait_ready(server)
     return server
 

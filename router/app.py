@@ -107,7 +107,9 @@ async def _runtimes_ctx(app: web.Application) -> AsyncIterator[None]:
         for name, runtime in inbound.runtimes.by_name.items()
         if runtime.health_url
     }
-    tasks = [asyncio.create_task(inbound.health.run(), name="runtime-health-refresh")]
+    tasks = []
+    if inbound.runtimes.routes:  # without routes, health chooses nothing: nothing to read
+        tasks.append(asyncio.create_task(inbound.health.run(), name="runtime-health-refresh"))
     if probes:
         tasks.append(
             asyncio.create_task(probe_forever(inbound.health, probes), name="runtime-probes")

@@ -40,7 +40,7 @@ from router.providers.plugin import (
     RuntimeCallbacks,
     StatusEvent,
 )
-from router.runtimes.attempts import Attempt, planned
+from router.runtimes.attempts import Attempt, only, planned
 from router.runtimes.choice import plan
 from router.runtimes.config import DEFAULT_RUNTIME, Runtimes
 from router.runtimes.health import MemoryRuntimeHealth, RuntimeHealth
@@ -229,8 +229,12 @@ class Inbound:
         if not isinstance(outcome, Connect):
             return None
         runtimes = self.runtimes
-        named = isinstance(provider, RuntimeCallbacks) and provider.callbacks_name_the_call
+        # An attribute, not `isinstance` of the runtime-checkable protocol: that checks
+        # every member of the protocol, some microseconds on every call.
+        named = getattr(provider, "callbacks_name_the_call", False)
         call_id = call.provider_call_id if named else None
+        if not runtimes.routes and call_id is None:
+            return only(DEFAULT_RUNTIME, call.to_number)
         if not runtimes.routes:
             return planned((DEFAULT_RUNTIME,), call.to_number, call_id)
         facts = {

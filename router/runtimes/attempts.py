@@ -88,3 +88,9 @@ def _query(runtime: str, following: tuple[str, ...], to: str | None, call: str |
 def planned(plan: Sequence[str], to: str | None, call: str | None = None) -> Attempt:
     """The first attempt of a plan (`router.runtimes.choice.plan`)."""
     return Attempt(plan[0], tuple(plan[1:]), to, call)
+
+
+@lru_cache(maxsize=4096)  # per called number: the static route's attempt is made once
+def only(runtime: str, to: str | None) -> Attempt:
+    """The attempt of a call whose one runtime is `runtime` (no route matched)."""
+    return Attempt(runtime, (), to)
