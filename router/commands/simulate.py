@@ -36,6 +36,7 @@ from router.providers import PROVIDERS, RenderContext
 from router.runtimes.attempts import Attempt, planned
 from router.runtimes.choice import plan
 from router.runtimes.config import Runtimes
+from router.runtimes.health import MemoryRuntimeHealth
 from router.settings import DEFAULT_ORG_ID, Settings
 from router.store.interface import KIND_PHONE_NUMBER, Doc, ListQuery, Store, StoreUnavailable
 
@@ -236,4 +237,4 @@ def _attempt(
         "orgId": number.org_id,
         "provider": provider,
     }
-    return planned(plan(runtimes, facts, call.from_number, lambda _: True), call.to_number)
+    return planned(plan(runtimes, facts, call.from_number, MemoryRuntimeHealth()), call.to_number)

@@ -242,7 +242,7 @@ class Inbound:
             "orgId": number.org_id,
             "provider": provider.name,
         }
-        order = plan(runtimes, facts, call.from_number, self.health.available)
+        order = plan(runtimes, facts, call.from_number, self.health)
         return planned(order, call.to_number, call_id)
 
     def render(

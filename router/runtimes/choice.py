@@ -14,18 +14,32 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
-from router.runtimes.config import DEFAULT_RUNTIME, Route, RouteRuntime, Runtimes
+from router.runtimes.config import DEFAULT_RUNTIME, Choices, Runtimes
 
 Available = Callable[[str], bool]
+
+
+class Health(Protocol):
+    """What choosing reads of runtime health (router/runtimes/health.py)."""
+
+    def usable(self, name: str) -> bool:
+        """Up, or down but due a trial call: may take a new call."""
+
+    def claim(self, name: str) -> None:
+        """The call chosen for `name` is its trial, if it was down."""
+
+    def healthy(self, name: str) -> bool:
+        """Up: not marked down."""
 
 
 def plan(
     runtimes: Runtimes,
     facts: Mapping[str, str | None],
     caller: str | None,
-    available: Available,
+    health: Health,
     *,
     rng: random.Random | None = None,
 ) -> tuple[str, ...]:
@@ -34,37 +48,27 @@ def plan(
     route = runtimes.route_for(facts)
     if route is None:
         return (DEFAULT_RUNTIME,)
-    return order(route, caller, available, rng=rng)
+    return order(route.choices, caller, health, rng=rng)
 
 
 def order(
-    route: Route, caller: str | None, available: Available, *, rng: random.Random | None = None
+    choices: Choices, caller: str | None, health: Health, *, rng: random.Random | None = None
 ) -> tuple[str, ...]:
-    entries = route.runtimes
-    weighted = [r for r in entries if r.weight > 0]
-    healthy = [r for r in weighted if available(r.name)]
-    pool = healthy or weighted
-    if route.sticky == "caller" and caller:
-        first = max(pool, key=lambda r: _rendezvous_score(caller, r))
+    names, weights = choices.names, choices.weights
+    pool = [i for i in choices.weighted if health.usable(names[i])] or list(choices.weighted)
+    if choices.sticky and caller:
+        first = max(pool, key=lambda i: _rendezvous_score(caller, names[i], weights[i]))
     else:
-        first = (rng or random).choices(pool, weights=[r.weight for r in pool])[0]
-    rest = [r for r in entries if r is not first]
-    rest.sort(key=lambda r: (not available(r.name), -r.weight, entries.index(r)))
-    return (first.name, *(r.name for r in rest))
+        first = (rng or random).choices(pool, weights=[weights[i] for i in pool])[0]
+    health.claim(names[first])
+    rest = [i for i in range(len(names)) if i != first]
+    rest.sort(key=lambda i: (not health.healthy(names[i]), -weights[i], i))
+    return (names[first], *(names[i] for i in rest))
 
 
-def _rendezvous_score(caller: str, entry: RouteRuntime) -> float:
+def _rendezvous_score(caller: str, name: str, weight: int) -> float:
     """Weighted rendezvous (highest random weight) score of a caller for a runtime."""
-    digest = hashlib.blake2b(f"{caller}\x00{entry.name}".encode(), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{caller}\x00{name}".encode(), digest_size=8).digest()
     # A uniform number in (0, 1): never 0, whose logarithm would be -inf.
     unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)
-    return -entry.weight / math.log(unit)
-
-
-def next_runtime(tried: Sequence[str], planned: Sequence[str]) -> str | None:
-    """The first planned runtime not tried yet; None once every one was."""
-    done = set(tried)
-    for name in planned:
-        if name not in done:
-            return name
-    return None
+    return -weight / math.log(unit)

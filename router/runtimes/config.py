@@ -22,6 +22,7 @@ import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
@@ -113,6 +114,22 @@ class RouteRuntime(_Strict):
     weight: int = Field(default=1, ge=0, le=_MAX_WEIGHT)
 
 
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """A route's runtimes as plain tuples, made once per route: the weights, the ones
+    that take new calls (weight above 0), and stickiness."""
+
+    names: tuple[str, ...]
+    weights: tuple[int, ...]
+    weighted: tuple[int, ...]  # indexes of the runtimes with a weight above 0
+    sticky: bool
+
+    @classmethod
+    def of(cls, names: Sequence[str], weights: Sequence[int], sticky: bool) -> Choices:
+        weighted = tuple(i for i, weight in enumerate(weights) if weight > 0)
+        return cls(tuple(names), tuple(weights), weighted, sticky)
+
+
 class Route(_Strict):
     """Calls whose target (and org, provider) match go to `runtimes`, split by weight."""
 
@@ -144,6 +161,12 @@ class Route(_Strict):
         if not any(r.weight for r in self.runtimes):
             raise ValueError("a route needs a runtime with a weight above 0")
         return self
+
+    @cached_property
+    def choices(self) -> Choices:
+        return Choices.of(
+            [r.name for r in self.runtimes], [r.weight for r in self.runtimes], bool(self.sticky)
+        )
 
     def providers(self) -> tuple[str, ...]:
         """The providers whose calls this route may serve."""

@@ -90,9 +90,9 @@ class RuntimeHealth(abc.ABC):
         self._on_change = on_change
         self._clock = clock  # epoch seconds, as the down-until times
 
-    def available(self, name: str) -> bool:
-        """Whether a new call may go to `name`: up, or down but due a trial call (taken
-        by the first call that asks, one per worker at a time)."""
+    def usable(self, name: str) -> bool:
+        """Whether a new call may go to `name`: up, or down but due a trial call (one per
+        worker at a time: `claim` takes it)."""
         state = self._states.get(name)
         if state is None or not state.marked_down:
             return True
@@ -100,10 +100,13 @@ class RuntimeHealth(abc.ABC):
         if state.down(now):
             return False
         trial = self._trials.get(name)
-        if trial is not None and now - trial < TRIAL_SECONDS:
-            return False
-        self._trials[name] = now
-        return True
+        return trial is None or now - trial >= TRIAL_SECONDS
+
+    def claim(self, name: str) -> None:
+        """A call goes to `name`: if it is down, that call is its trial."""
+        state = self._states.get(name)
+        if state is not None and state.marked_down:
+            self._trials[name] = self._clock()
 
     def healthy(self, name: str) -> bool:
         """Up (never failed enough, or recovered): what the gauge shows."""
