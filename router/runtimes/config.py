@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -50,6 +50,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _SIP_URI: Final = re.compile(r"sips?:[^@\s<>\"?]+@[^\s<>\"?;]+(;[^\s<>\"?]*)?", re.IGNORECASE)
 _MAX_WEIGHT: Final = 10_000
 MATCH_FIELDS: Final = ("assistantId", "squadId", "workflowId", "orgId", "provider")
+_ROUTES_FOUND_KEPT: Final = 4096
 
 
 class _Strict(BaseModel):
@@ -223,6 +224,11 @@ class Runtimes:
     by_name: Mapping[str, Runtime]
     routes: Sequence[Route]
     default: Runtime
+    # The route found for each combination of match fields calls had: the file does not
+    # change while the worker runs, and a number's calls all have the same.
+    _found: dict[tuple[str | None, ...], Route | None] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def only_default(cls, runtime_url: str) -> Runtimes:
@@ -255,10 +261,16 @@ class Runtimes:
 
     def route_for(self, facts: Mapping[str, str | None]) -> Route | None:
         """The first route whose match fits the call; None: the default runtime."""
-        for route in self.routes:
-            if route.matches(facts):
-                return route
-        return None
+        key = tuple(facts.get(name) for name in MATCH_FIELDS)
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        found = next((route for route in self.routes if route.matches(facts)), None)
+        if len(self._found) >= _ROUTES_FOUND_KEPT:
+            self._found.clear()
+        self._found[key] = found
+        return found
 
     def describe(self) -> list[str]:
         """Lines for `router check-config`."""
