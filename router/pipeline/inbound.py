@@ -27,7 +27,13 @@ from router.models.phone_numbers import AnyPhoneNumber
 from router.ops.events import Events
 from router.pipeline import decision as reasons
 from router.pipeline.assistant_request import AssistantRequestClient, public_number
-from router.pipeline.call_records import CallOwnedElsewhere, CallRecord, CallRecords, StatusUpdate
+from router.pipeline.call_records import (
+    CallOwnedElsewhere,
+    CallRecord,
+    CallRecords,
+    ExpiringTable,
+    StatusUpdate,
+)
 from router.pipeline.decide import AssistantRequestResult, decide, failure_decision
 from router.pipeline.decision import Connect, Decision, Reject, Say
 from router.pipeline.inbound_call import InboundCall
@@ -52,6 +58,13 @@ log = structlog.get_logger("router.pipeline.inbound")
 
 # Time kept back from the budget to render and send the answer.
 RENDER_MARGIN_SECONDS: Final = 0.2
+# The most a runtime callback waits on the store for one note (and health report): a
+# stuck store costs the caller no more than this before the answer goes out.
+NOTE_SECONDS: Final = 1.0
+# This worker's own copy of the runtime notes: long enough for a stream to fail and its
+# action to follow, few enough to stay small.
+NOTES_HERE_SECONDS: Final = 600.0
+NOTES_HERE_KEPT: Final = 20_000
 # How often a retry waiting for another worker's decision looks for it.
 POLL_SECONDS: Final = 0.025
 STATUS_FORWARD_TIMEOUT_SECONDS: Final = 5.0
@@ -116,6 +129,10 @@ class Inbound:
         self.loop: asyncio.AbstractEventLoop | None = None
         # By number id: the number object a fixed decision was made for, and the outcome.
         self._fixed: dict[str, tuple[AnyPhoneNumber, Outcome]] = {}
+        # This worker's copy of the runtime notes it wrote, for when the store is away.
+        self._notes_here: ExpiringTable[tuple[str, str], frozenset[str]] = ExpiringTable(
+            NOTES_HERE_SECONDS, NOTES_HERE_KEPT
+        )
 
     # --- the steps ----------------------------------------------------------------------------
 
@@ -276,15 +293,12 @@ class Inbound:
         """A stream's status callback: `started` is the runtime taking the call (noted for
         its `<Connect>` action, and a health success); `error` before a start is told by
         the action that follows."""
-        if event != "started":
+        if event == "stopped":
             return
-        try:
-            first = await self.records.note_runtime(number.org_id, call_id, f"{runtime}:started")
-        except StoreUnavailable as exc:
-            log.warning("runtime.note_failed", call_id=call_id, detail=exc.detail)
-            first = True
-        if first:
-            await self._report(runtime, taken=True)
+        deadline = self.loop_time() + NOTE_SECONDS * 2
+        first = await self._noted(number, call_id, f"{runtime}:{event}", deadline)
+        if first and event == "started":
+            await self._report(runtime, taken=True, deadline=deadline)
 
     async def after_attempt(
         self,
@@ -299,18 +313,17 @@ class Inbound:
         attempt, else the failure branch with `runtime-unavailable`."""
         assert isinstance(provider, RuntimeCallbacks)
         call_id = call.provider_call_id
+        # Notes and health reports get a bounded share of the provider's budget; the rest
+        # is the decision's, which keeps its own deadline.
+        deadline = call.received_at + NOTE_SECONDS * 2
         if result == "ask-stream":
-            result = await self._stream_result(number, call_id, attempt.runtime)
+            result = await self._stream_result(number, call_id, attempt.runtime, deadline)
         if result in ("gone", "pending"):
             return provider.finished()
         # A repeated callback (or a second event of the same leg) is reported once.
         note = f"{attempt.runtime}:{'started' if result == 'taken' else 'failed'}"
-        try:
-            first = await self.records.note_runtime(number.org_id, call_id, note)
-        except StoreUnavailable:
-            first = True
-        if first:
-            await self._report(attempt.runtime, taken=result == "taken")
+        if await self._noted(number, call_id, note, deadline):
+            await self._report(attempt.runtime, taken=result == "taken", deadline=deadline)
         if result == "taken":
             return provider.finished()
         decision = (await self.decide(provider, number, call)).decision
@@ -343,21 +356,45 @@ class Inbound:
         return self.render(provider, failure, call, number)
 
     async def _stream_result(
-        self, number: AnyPhoneNumber, call_id: str, runtime: str
+        self, number: AnyPhoneNumber, call_id: str, runtime: str, deadline: float
     ) -> AttemptResult:
-        """Whether the stream of `runtime` started on this call, as its status callback
-        noted. Unreadable notes count as started: a conversation that took place is never
-        followed by a fallback (a failed one ends with a hang-up instead)."""
+        """Whether the stream of `runtime` started on this call, as its status callbacks
+        noted. When the store cannot say, this worker's own notes do (the callbacks of a
+        call often reach one worker); when they cannot either, it counts as started only
+        if no error was seen: a conversation that took place is never followed by a
+        fallback."""
         try:
-            notes = await self.records.runtime_notes(number.org_id, call_id)
-        except StoreUnavailable as exc:
-            log.warning("runtime.notes_unreadable", call_id=call_id, detail=exc.detail)
-            return "taken"
+            async with asyncio.timeout_at(min(deadline, self.loop_time() + NOTE_SECONDS)):
+                notes = await self.records.runtime_notes(number.org_id, call_id)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("runtime.notes_unreadable", call_id=call_id)
+            notes = self._notes_here.get((number.org_id, call_id)) or frozenset()
+            if f"{runtime}:started" in notes or f"{runtime}:error" not in notes:
+                return "taken"
+            return "refused"
         return "taken" if f"{runtime}:started" in notes else "refused"
 
-    async def _report(self, runtime: str, *, taken: bool) -> None:
+    async def _noted(
+        self, number: AnyPhoneNumber, call_id: str, note: str, deadline: float
+    ) -> bool:
+        """Note it (here too); whether it is new (also when it could not be noted: counted
+        rather than lost)."""
+        key = (number.org_id, call_id)
+        self._notes_here.put(key, (self._notes_here.get(key) or frozenset()) | {note})
+        try:
+            async with asyncio.timeout_at(min(deadline, self.loop_time() + NOTE_SECONDS)):
+                return await self.records.note_runtime(number.org_id, call_id, note)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("runtime.note_failed", call_id=call_id, note=note)
+            return True
+
+    async def _report(self, runtime: str, *, taken: bool, deadline: float) -> None:
         self.events.runtime_attempt(runtime, taken)
-        await self.health.report(runtime, taken)
+        try:
+            async with asyncio.timeout_at(max(deadline, self.loop_time() + 0.05)):
+                await self.health.report(runtime, taken)
+        except TimeoutError:
+            log.warning("runtime.health_unshared", runtime=runtime, error="timeout")
 
     # --- deciding once per call id ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +17,7 @@ import yaml
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
+from router.pipeline.inbound import NOTE_SECONDS
 from router.runtimes.health import MemoryRuntimeHealth, probe_forever
 from router.state import INBOUND
 
@@ -431,3 +433,31 @@ async def test_a_probe_marks_a_runtime_down_and_up(aiohttp_server: AiohttpServer
             health_state, {"a": str(server.make_url("/health"))}, interval=0, sleep=pace
         )
     assert states == [True, True, False, True]
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+async def test_a_frozen_redis_delays_a_runtime_callback_by_at_most_its_bound(
+    make_router: MakeRouter, tmp_path: Path, redis_factory: Callable[[], Any], logs: Logs
+) -> None:
+    """Redis stops answering (SIGSTOP) between the call and its stream's callbacks: the
+    stream's error is answered within the notes' bound, and the action, told by this
+    worker's own note of that error, connects the next runtime, far inside Twilio's 15 s."""
+    redis = redis_factory()
+    router = await router_with(make_router, tmp_path, [AB_ROUTE], redis_url=redis.url)
+    await number_for(router, "asst-ab")
+    sid = call_sid()
+    root = (await router.voice(voice_form(sid))).root
+    status_url = stream_of(root).get("statusCallback", "")
+    action_url = connect_of(root).get("action", "")
+    redis.pause()
+    try:
+        status = await stream_status(router, status_url, sid, "stream-error")
+        assert status.status == 200 and status.seconds < 3
+        answer = await action(router, action_url, sid)
+        assert answer.seconds < 3 * NOTE_SECONDS + 1
+        assert stream_of(answer.root).get("url") in (A_URL, B_URL)
+    finally:
+        redis.resume()
+    assert len(failovers(logs)) == 1
