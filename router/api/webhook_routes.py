@@ -247,8 +247,9 @@ async def _connect_callback(
     if attempt.call is not None:  # the callback is another leg's: the attempt names the call
         call = replace(call, provider_call_id=attempt.call, to_number=attempt.to or call.to_number)
     runtime = inbound.runtimes.by_name.get(attempt.runtime)
+    kind = attempt.kind or (runtime.kind if runtime is not None else "stream")
     try:
-        result = provider.attempt_result(req, runtime.kind if runtime is not None else "stream")
+        result = provider.attempt_result(req, kind)
     except MalformedWebhook as exc:
         return _malformed(provider, req, exc)
     return respond(await inbound.after_attempt(provider, number, call, attempt, result))

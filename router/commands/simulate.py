@@ -237,4 +237,5 @@ def _attempt(
         "orgId": number.org_id,
         "provider": provider,
     }
-    return planned(plan(runtimes, facts, call.from_number, MemoryRuntimeHealth()), call.to_number)
+    order = plan(runtimes, facts, call.from_number, MemoryRuntimeHealth())
+    return planned(runtimes, order, call.to_number)

@@ -141,7 +141,7 @@ class Metrics:
         )
         self.runtime_attempts = Counter(
             "router_runtime_attempts_total",
-            "Runtime attempts by result: taken or refused (health reports, probes included).",
+            "Calls a runtime took or refused, as its callbacks said (probes not counted).",
             ["runtime", "result"],
             registry=r,
         )

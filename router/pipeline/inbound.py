@@ -253,14 +253,14 @@ class Inbound:
         if not runtimes.routes and call_id is None:
             return only(DEFAULT_RUNTIME, call.to_number)
         if not runtimes.routes:
-            return planned((DEFAULT_RUNTIME,), call.to_number, call_id)
+            return planned(runtimes, (DEFAULT_RUNTIME,), call.to_number, call_id)
         facts = {
             _MATCH_FIELD[outcome.target]: outcome.target_id,
             "orgId": number.org_id,
             "provider": provider.name,
         }
         order = plan(runtimes, facts, call.from_number, self.health)
-        return planned(order, call.to_number, call_id)
+        return planned(runtimes, order, call.to_number, call_id)
 
     def render(
         self,
@@ -322,7 +322,8 @@ class Inbound:
             return provider.finished()
         # A repeated callback (or a second event of the same leg) is reported once.
         note = f"{attempt.runtime}:{'started' if result == 'taken' else 'failed'}"
-        if await self._noted(number, call_id, note, deadline):
+        first = await self._noted(number, call_id, note, deadline)
+        if first:
             await self._report(attempt.runtime, taken=result == "taken", deadline=deadline)
         if result == "taken":
             return provider.finished()
@@ -331,13 +332,14 @@ class Inbound:
             self.runtimes, {name: self.health.healthy(name) for name in attempt.next}
         )
         if following is not None and isinstance(decision.outcome, Connect):
-            self.events.runtime_failover(
-                provider=provider.name,
-                call_id=call_id,
-                number=number,
-                runtime=attempt.runtime,
-                to=following.runtime,
-            )
+            if first:  # a repeated callback gets the same answer, logged and counted once
+                self.events.runtime_failover(
+                    provider=provider.name,
+                    call_id=call_id,
+                    number=number,
+                    runtime=attempt.runtime,
+                    to=following.runtime,
+                )
             return self.render(provider, decision, call, number, following)
         failure = failure_decision(
             number,
@@ -345,34 +347,36 @@ class Inbound:
             apology=self.settings.apology_message,
             step=f"runtime-unavailable:{attempt.runtime}",
         )
-        self.events.runtime_failover(
-            provider=provider.name,
-            call_id=call_id,
-            number=number,
-            runtime=attempt.runtime,
-            to=None,
-            decision=failure,
-        )
+        if first:
+            self.events.runtime_failover(
+                provider=provider.name,
+                call_id=call_id,
+                number=number,
+                runtime=attempt.runtime,
+                to=None,
+                decision=failure,
+            )
         return self.render(provider, failure, call, number)
 
     async def _stream_result(
         self, number: AnyPhoneNumber, call_id: str, runtime: str, deadline: float
     ) -> AttemptResult:
-        """Whether the stream of `runtime` started on this call, as its status callbacks
-        noted. When the store cannot say, this worker's own notes do (the callbacks of a
-        call often reach one worker); when they cannot either, it counts as started only
-        if no error was seen: a conversation that took place is never followed by a
-        fallback."""
+        """Whether the stream of `runtime` took the call, as its status callbacks noted: it
+        started and reported no error (SPEC §11: an action with no `stream-started`, or
+        after a `stream-error`, is a runtime that did not take the call; one that broke
+        off mid-conversation moves the caller on too). When the store cannot say, this
+        worker's own notes do (a call's callbacks often reach one worker); when neither
+        can, only a seen error counts: a conversation that took place is never followed
+        by a fallback on a guess."""
+        started, error = f"{runtime}:started", f"{runtime}:error"
         try:
             async with asyncio.timeout_at(min(deadline, self.loop_time() + NOTE_SECONDS)):
                 notes = await self.records.runtime_notes(number.org_id, call_id)
         except (StoreUnavailable, TimeoutError):
             log.warning("runtime.notes_unreadable", call_id=call_id)
             notes = self._notes_here.get((number.org_id, call_id)) or frozenset()
-            if f"{runtime}:started" in notes or f"{runtime}:error" not in notes:
-                return "taken"
-            return "refused"
-        return "taken" if f"{runtime}:started" in notes else "refused"
+            return "refused" if error in notes else "taken"
+        return "taken" if started in notes and error not in notes else "refused"
 
     async def _noted(
         self, number: AnyPhoneNumber, call_id: str, note: str, deadline: float

@@ -8,10 +8,11 @@ can take the callback without a shared record of the plan.
 
     runtime=a&next=b,c&to=%2B14155550100
 
-`runtime`: the runtime this attempt went to; `next`: the ones to try after it, in order;
-`to`: the called number (stream status callbacks do not name it, and the number is
-found, and the callback verified, by it); `call`: the provider's id of the caller's call,
-where callbacks come from another leg (Vonage's connect events name the leg it dialled).
+`runtime`: the runtime this attempt went to (`kind`: its kind, unless a stream);
+`next`: the ones to try after it, in order; `to`: the called number (stream status
+callbacks do not name it, and the number is found, and the callback verified, by it);
+`call`: the provider's id of the caller's call, where callbacks come from another leg
+(Vonage's connect events name the leg it dialled).
 Twilio signs the whole URL; Telnyx and Vonage sign the body only, so there the query is
 router's word alone: it can only name runtimes of the configuration, a number whose key
 must still verify the signed body, and a call of that number.
@@ -22,14 +23,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Final
+from typing import Final, get_args
 from urllib.parse import urlencode
 
 from multidict import MultiMapping
 
-from router.runtimes.config import Runtimes
+from router.runtimes.config import RuntimeKind, Runtimes
 
 MAX_NEXT: Final = 20
+_KINDS: Final = frozenset(get_args(RuntimeKind))
 
 
 class BadAttempt(ValueError):
@@ -42,9 +44,12 @@ class Attempt:
     next: tuple[str, ...] = ()
     to: str | None = None
     call: str | None = None
+    # The runtime's kind when the callback's URL was written: the callback is read the
+    # same even if the runtime left the configuration meanwhile (a restart mid-call).
+    kind: str | None = None
 
     def query(self) -> str:
-        return _query(self.runtime, self.next, self.to, self.call)
+        return _query(self.runtime, self.next, self.to, self.call, self.kind)
 
     def following(
         self, runtimes: Runtimes, available: Mapping[str, bool] | None = None
@@ -57,7 +62,8 @@ class Attempt:
         if available is not None:
             up = [name for name in left if available.get(name, True)]
             left = up + [name for name in left if name not in up]
-        return Attempt(left[0], tuple(left[1:]), self.to, self.call)
+        kind = runtimes.by_name[left[0]].kind
+        return Attempt(left[0], tuple(left[1:]), self.to, self.call, kind)
 
     @classmethod
     def from_query(cls, query: MultiMapping[str]) -> Attempt:
@@ -68,14 +74,26 @@ class Attempt:
         following = tuple(name for name in raw_next.split(",") if name) if raw_next else ()
         if len(following) > MAX_NEXT:
             raise BadAttempt("too-many-runtimes")
-        return cls(runtime, following, query.get("to") or None, query.get("call") or None)
+        kind = query.get("kind") or None
+        if kind is not None and kind not in _KINDS:
+            raise BadAttempt("bad-kind")
+        to, call = query.get("to") or None, query.get("call") or None
+        return cls(runtime, following, to, call, kind)
 
 
 # A few per route and number (made once, not on every call), unless the query names the
 # call; then one per call, and the oldest go.
 @lru_cache(maxsize=4096)
-def _query(runtime: str, following: tuple[str, ...], to: str | None, call: str | None) -> str:
+def _query(
+    runtime: str,
+    following: tuple[str, ...],
+    to: str | None,
+    call: str | None,
+    kind: str | None,
+) -> str:
     fields = {"runtime": runtime}
+    if kind and kind != "stream":
+        fields["kind"] = kind
     if following:
         fields["next"] = ",".join(following)
     if to:
@@ -85,12 +103,14 @@ def _query(runtime: str, following: tuple[str, ...], to: str | None, call: str |
     return urlencode(fields)
 
 
-def planned(plan: Sequence[str], to: str | None, call: str | None = None) -> Attempt:
+def planned(
+    runtimes: Runtimes, plan: Sequence[str], to: str | None, call: str | None = None
+) -> Attempt:
     """The first attempt of a plan (`router.runtimes.choice.plan`)."""
-    return Attempt(plan[0], tuple(plan[1:]), to, call)
+    return Attempt(plan[0], tuple(plan[1:]), to, call, runtimes.by_name[plan[0]].kind)
 
 
 @lru_cache(maxsize=4096)  # per called number: the static route's attempt is made once
 def only(runtime: str, to: str | None) -> Attempt:
-    """The attempt of a call whose one runtime is `runtime` (no route matched)."""
-    return Attempt(runtime, (), to)
+    """The attempt of a call whose one runtime is the stream `runtime` (no route matched)."""
+    return Attempt(runtime, (), to, None, "stream")

@@ -215,8 +215,10 @@ async def probe_forever(
     probe_timeout: float = PROBE_TIMEOUT_SECONDS,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
 ) -> None:
-    """GET each runtime's `healthUrl` every `interval`; a 2xx within `timeout` is a
-    success, anything else a failure."""
+    """GET each runtime's `healthUrl` every `interval`: anything but a 2xx within
+    `probe_timeout` is a failure. A 2xx changes nothing: a runtime whose health URL
+    answers while it refuses calls must not be marked up every few seconds; the trial
+    call after its down period marks it up."""
     if not targets:
         return
     client_timeout = aiohttp.ClientTimeout(total=probe_timeout)
@@ -227,5 +229,6 @@ async def probe_forever(
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
                     async with session.get(url, allow_redirects=False) as response:
                         ok = 200 <= response.status < 300
-                await health.report(name, ok)
+                if not ok:
+                    await health.report(name, False)
             await sleep(interval)

@@ -328,5 +328,7 @@ def test_simulate_shows_the_runtime_choice(
         "address": "sip:agent@sip.example.com",
         "then": ["media"],
     }
-    assert '<Dial action="/twilio/connect?runtime=oai&amp;next=media' in out["rendered"]
+    assert (
+        '<Dial action="/twilio/connect?runtime=oai&amp;kind=sip&amp;next=media' in out["rendered"]
+    )
     assert "<Sip>sip:agent@sip.example.com?x-router-call-id=" in out["rendered"]

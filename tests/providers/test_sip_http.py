@@ -489,7 +489,7 @@ async def test_a_runtime_the_edge_could_not_reach_moves_on_then_fails_over(
     answer = await edge.decide(call | {"authorization": digest_answer(challenge, SIP_URI)})
     assert (answer["runtime"], answer["runtimeKind"]) == ("oai", "sip")
     assert answer["runtimeUri"] == "sip:agent@sip.example.com" and answer["runtimeUrl"] is None
-    assert answer["connectUrl"].startswith("/sip/connect?runtime=oai&next=media")
+    assert answer["connectUrl"].startswith("/sip/connect?runtime=oai&kind=sip&next=media")
     nxt = await edge.decide_at(answer["connectUrl"], call | {"result": "refused"})
     assert (nxt["action"], nxt["runtime"], nxt["runtimeKind"]) == ("connect", "media", "stream")
     assert nxt["runtimeUrl"] == "wss://media.example.com/s"

@@ -238,7 +238,7 @@ async def test_a_repeated_action_is_one_failure(
     first = await action(router, url, sid)
     second = await action(router, url, sid)
     assert stream_of(first.root).get("url") == stream_of(second.root).get("url")
-    assert len(logs.named("runtime.failover")) == 2  # the answer is logged each time
+    assert len(logs.named("runtime.failover")) == 1  # the same answer, logged once
     states = router_health(router)
     assert states[runtime_of(url)].failures == 1
 
@@ -406,9 +406,10 @@ async def test_a_runtime_one_worker_saw_fail_is_skipped_by_another(
     assert [e["runtime"] for e in logs.named("runtime.unhealthy")] == ["a", "a"]
 
 
-async def test_a_probe_marks_a_runtime_down_and_up(aiohttp_server: AiohttpServer) -> None:
-    """A `healthUrl` that fails marks the runtime down after three probes; one 2xx brings it
-    back. (The probe loop's pause is the test's, through its `sleep` argument.)"""
+async def test_a_probe_marks_a_runtime_down(aiohttp_server: AiohttpServer) -> None:
+    """A `healthUrl` that fails marks the runtime down after three probes; a 2xx then does
+    not bring it back (a runtime that answers probes while it refuses calls would flap):
+    its trial call does. (The probe loop's pause is the test's, `sleep`.)"""
     answers = [503, 503, 503, 200]
     seen = 0
 
@@ -432,7 +433,7 @@ async def test_a_probe_marks_a_runtime_down_and_up(aiohttp_server: AiohttpServer
         await probe_forever(
             health_state, {"a": str(server.make_url("/health"))}, interval=0, sleep=pace
         )
-    assert states == [True, True, False, True]
+    assert states == [True, True, False, False]  # a passing probe does not mark it up
 
 
 # --- faults ---------------------------------------------------------------------------------
@@ -461,3 +462,38 @@ async def test_a_frozen_redis_delays_a_runtime_callback_by_at_most_its_bound(
     finally:
         redis.resume()
     assert len(failovers(logs)) == 1
+
+
+async def test_a_stream_that_breaks_off_after_it_started_moves_the_caller_on(
+    make_router: MakeRouter, tmp_path: Path, logs: Logs
+) -> None:
+    """stream-started, then stream-error (the runtime died mid-conversation), then the
+    action: the next runtime, not a hang-up."""
+    router = await router_with(make_router, tmp_path, [AB_ROUTE])
+    await number_for(router, "asst-ab")
+    sid = call_sid()
+    root = (await router.voice(voice_form(sid))).root
+    status_url = stream_of(root).get("statusCallback", "")
+    await stream_status(router, status_url, sid, "stream-started")
+    await stream_status(router, status_url, sid, "stream-error")
+    after = (await action(router, connect_of(root).get("action", ""), sid)).root
+    assert stream_of(after).get("url") != stream_of(root).get("url")
+    assert len(failovers(logs)) == 1
+
+
+async def test_a_runtime_removed_mid_call_is_read_by_the_kind_its_url_names(
+    make_router: MakeRouter, tmp_path: Path
+) -> None:
+    """A `<Dial>` action of a SIP runtime that a restart took out of the file is still read
+    as a SIP leg's (`kind=sip` in its URL): completed is a conversation, hang up."""
+    route = {"match": {"assistantId": "asst-oai"}, "runtimes": [{"name": "oai"}]}
+    router = await router_with(make_router, tmp_path, [route])
+    await number_for(router, "asst-oai")
+    sid = call_sid()
+    url = (await router.voice(voice_form(sid))).root[0].get("action", "")
+    assert "kind=sip" in url
+    (tmp_path / "later").mkdir()
+    later = await router_with(make_router, tmp_path / "later", [AB_ROUTE])
+    await number_for(later, "asst-oai")
+    after = await action(later, url, sid, DialCallStatus="completed")
+    assert verbs(after.root) == ["Hangup"]
