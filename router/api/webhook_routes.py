@@ -226,32 +226,41 @@ async def _answer(
     return respond(rendered)
 
 
+async def _attempted(
+    request: web.Request, inbound: Inbound, provider: Provider, *, status: bool
+) -> tuple[WebhookRequest, AnyPhoneNumber, Attempt] | web.Response:
+    """A runtime callback verified like every webhook, and the attempt its URL names: or
+    the answer that ends it here."""
+    verified = await _verified(request, inbound, provider, status=status)
+    if not isinstance(verified, tuple):
+        return verified
+    req, number, _ = verified
+    try:
+        return req, number, Attempt.from_query(req.query)
+    except BadAttempt as exc:
+        return _malformed(provider, req, MalformedWebhook(str(exc)))
+
+
 async def _connect_callback(
     request: web.Request, *, inbound: Inbound, provider: Provider
 ) -> web.Response:
     """The `action` of the `<Connect>` / `<Dial>` that handed a call to a runtime: did the
     runtime take it? Hang up after a conversation; else the next runtime, or the failure
     branch (router/runtimes/attempts.py)."""
-    verified = await _verified(request, inbound, provider)
-    if not isinstance(verified, tuple):
-        return verified
-    req, number, _ = verified
+    attempted = await _attempted(request, inbound, provider, status=False)
+    if not isinstance(attempted, tuple):
+        return attempted
+    req, number, attempt = attempted
     assert isinstance(provider, RuntimeCallbacks)
+    runtime = inbound.runtimes.by_name.get(attempt.runtime)
+    kind = attempt.kind or (runtime.kind if runtime is not None else "stream")
     try:
-        attempt = Attempt.from_query(req.query)
         call = provider.parse(req)
-    except BadAttempt as exc:
-        return _malformed(provider, req, MalformedWebhook(str(exc)))
+        result = provider.attempt_result(req, kind)
     except MalformedWebhook as exc:
         return _malformed(provider, req, exc)
     if attempt.call is not None:  # the callback is another leg's: the attempt names the call
         call = replace(call, provider_call_id=attempt.call, to_number=attempt.to or call.to_number)
-    runtime = inbound.runtimes.by_name.get(attempt.runtime)
-    kind = attempt.kind or (runtime.kind if runtime is not None else "stream")
-    try:
-        result = provider.attempt_result(req, kind)
-    except MalformedWebhook as exc:
-        return _malformed(provider, req, exc)
     return respond(await inbound.after_attempt(provider, number, call, attempt, result))
 
 
@@ -259,16 +268,12 @@ async def _stream_callback(
     request: web.Request, *, inbound: Inbound, provider: Provider
 ) -> web.Response:
     """A media stream's status callback: a stream that started is the runtime taking the
-    call. Acknowledged like a status callback."""
-    verified = await _verified(request, inbound, provider, status=True)
-    if not isinstance(verified, tuple):
-        return verified
-    req, number, _ = verified
+    call, one that errored is not. Acknowledged like a status callback."""
+    attempted = await _attempted(request, inbound, provider, status=True)
+    if not isinstance(attempted, tuple):
+        return attempted
+    req, number, attempt = attempted
     assert isinstance(provider, RuntimeCallbacks)
-    try:
-        attempt = Attempt.from_query(req.query)
-    except BadAttempt as exc:
-        return _malformed(provider, req, MalformedWebhook(str(exc)))
     event = provider.stream_event(req)
     call_id = provider.call_id(req)
     if event is not None and call_id:

@@ -290,9 +290,9 @@ class Inbound:
     async def stream_event(
         self, number: AnyPhoneNumber, call_id: str, runtime: str, event: str
     ) -> None:
-        """A stream's status callback: `started` is the runtime taking the call (noted for
-        its `<Connect>` action, and a health success); `error` before a start is told by
-        the action that follows."""
+        """A stream's status callback, noted for its `<Connect>` action: `started` is the
+        runtime taking the call (and a health success), `error` is it failing (the action
+        that follows moves the call on)."""
         if event == "stopped":
             return
         deadline = self.loop_time() + NOTE_SECONDS * 2
@@ -332,31 +332,27 @@ class Inbound:
             self.runtimes, {name: self.health.healthy(name) for name in attempt.next}
         )
         if following is not None and isinstance(decision.outcome, Connect):
-            if first:  # a repeated callback gets the same answer, logged and counted once
-                self.events.runtime_failover(
-                    provider=provider.name,
-                    call_id=call_id,
-                    number=number,
-                    runtime=attempt.runtime,
-                    to=following.runtime,
-                )
-            return self.render(provider, decision, call, number, following)
-        failure = failure_decision(
-            number,
-            reasons.RUNTIME_UNAVAILABLE,
-            apology=self.settings.apology_message,
-            step=f"runtime-unavailable:{attempt.runtime}",
-        )
-        if first:
+            then, to = decision, following.runtime
+        else:
+            then, to = (
+                failure_decision(
+                    number,
+                    reasons.RUNTIME_UNAVAILABLE,
+                    apology=self.settings.apology_message,
+                    step=f"runtime-unavailable:{attempt.runtime}",
+                ),
+                None,
+            )
+        if first:  # a repeated callback gets the same answer, logged and counted once
             self.events.runtime_failover(
                 provider=provider.name,
                 call_id=call_id,
                 number=number,
                 runtime=attempt.runtime,
-                to=None,
-                decision=failure,
+                to=to,
+                decision=None if to is not None else then,
             )
-        return self.render(provider, failure, call, number)
+        return self.render(provider, then, call, number, following if to is not None else None)
 
     async def _stream_result(
         self, number: AnyPhoneNumber, call_id: str, runtime: str, deadline: float
