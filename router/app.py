@@ -28,6 +28,7 @@ from router.models.phone_numbers import AnyPhoneNumber
 from router.ops.events import Events, set_caller_mode
 from router.ops.metrics import Metrics
 from router.pipeline.address_policy import AddressPolicy
+from router.pipeline.admission import Admission, MemoryAdmission, RedisAdmission
 from router.pipeline.assistant_request import AssistantRequestClient
 from router.pipeline.call_records import CallRecords, MemoryCallRecords, RedisCallRecords
 from router.pipeline.inbound import Inbound
@@ -82,6 +83,15 @@ def make_call_records(settings: Settings, store: Store) -> CallRecords:
     if isinstance(store, RedisStore):
         return RedisCallRecords(store.client, settings.call_record_ttl_seconds)
     return MemoryCallRecords(settings.call_record_ttl_seconds, settings.call_records_max)
+
+
+def make_admission(settings: Settings, store: Store) -> Admission:
+    """Slots shared through Redis; in process beside the embedded store."""
+    from router.store.redis_store import RedisStore
+
+    if isinstance(store, RedisStore):
+        return RedisAdmission(store.client, settings.admission_slot_seconds)
+    return MemoryAdmission(settings.admission_slot_seconds)
 
 
 def make_runtime_health(store: Store, events: Events) -> RuntimeHealth:
@@ -211,6 +221,7 @@ def create_app(settings: Settings, *, store: Store | None = None) -> web.Applica
         events=events,
         runtimes=settings.runtimes(),
         health=make_runtime_health(the_store, events),
+        admission=make_admission(settings, the_store),
     )
 
     app.cleanup_ctx.append(_store_ctx)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from router.models.common import (
     Hook,
@@ -38,6 +38,10 @@ class _Routing(WireModel):
     server: Server | None = None
     # Router extension (not in the seed spec): `blocked` numbers reject their calls.
     status: Literal["active", "blocked"] | None = None
+    # Router extensions (SPEC §12, docs/routing.md): how many calls the number takes at
+    # once, across every worker, and where the others go (else they hear the apology).
+    max_concurrent_calls: StrictInt | None = Field(default=None, ge=1, le=100_000)
+    overflow_destination: TransferDestination | None = None
 
     def ringing_hooks(self) -> list[PhoneNumberHookCallRinging]:
         return [h for h in self.hooks or () if isinstance(h, PhoneNumberHookCallRinging)]

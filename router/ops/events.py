@@ -120,6 +120,24 @@ class Events:
             runtime=runtime,
         )
 
+    def slots(self, number: AnyPhoneNumber, number_in_use: int, org_in_use: int) -> None:
+        """The slots in use after an admission or a release (a scope without a cap: 0)."""
+        gauge = self.metrics.admission_slots
+        gauge.labels("number", number.id).set(number_in_use)
+        gauge.labels("org", number.org_id).set(org_in_use)
+
+    def overflow(self, provider: str, call_id: str, number: AnyPhoneNumber, scope: str) -> None:
+        self.metrics.admission_overflows.labels(scope).inc()
+        log.info(
+            "call.overflow",
+            provider=provider,
+            call_id=call_id,
+            org_id=number.org_id,
+            phone_number_id=number.id,
+            scope=scope,
+            max_concurrent_calls=number.max_concurrent_calls,
+        )
+
     def runtime_call(self, provider: str, runtime: str) -> None:
         key = (provider, runtime)
         child = self._runtime_children.get(key)

@@ -152,6 +152,20 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.admission_slots = Gauge(
+            "router_admission_slots",
+            "Calls holding a slot under a maxConcurrentCalls cap, by scope (number, org) and id "
+            "(the phone number's or the org's), as the last admission or release counted them.",
+            ["scope", "id"],
+            registry=r,
+            multiprocess_mode="livemostrecent",
+        )
+        self.admission_overflows = Counter(
+            "router_admission_overflows_total",
+            "Calls turned away at a cap: scope number or org.",
+            ["scope"],
+            registry=r,
+        )
         self.inflight_webhooks = Gauge(
             "router_inflight_webhooks",
             "Provider webhooks being answered now.",

@@ -13,6 +13,8 @@ Routes (the `route` field of `call.routed`, SPEC §9), one per path of SPEC §5:
 - `fallback`: the failure branch transferred to `fallbackDestination`.
 - `say`: the failure branch spoke and hung up: the apology, the server's own `error`,
   or nothing at all for an unspeakable error.
+- `overflow`: the number or its org was at its `maxConcurrentCalls`: the call went to
+  `overflowDestination`, or heard the apology (router extension, SPEC §12).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ ENDING_SAY: Final = "call.ending.hook-executed-say"
 ENDING_TRANSFER: Final = "call.ending.hook-executed-transfer"
 # Router extension: Vapi has no reason for a blocked number, ops still want one to filter on.
 BLOCKED: Final = "phone-number-blocked"
+# Router extension (SPEC §12): the number or its org had as many calls as it takes at once.
+AT_CAPACITY: Final = "max-concurrent-calls-reached"
 
 # The reasons that send a call to the failure branch (SPEC §5 step 5).
 # Router extension: no runtime took the call (SPEC §11).
@@ -60,10 +64,19 @@ EndedReason: TypeAlias = Literal[
     "call.ending.hook-executed-say",
     "call.ending.hook-executed-transfer",
     "phone-number-blocked",
+    "max-concurrent-calls-reached",
 ]
 ENDED_REASONS: Final[tuple[str, ...]] = get_args(EndedReason)
 Route: TypeAlias = Literal[
-    "hook", "assistant", "squad", "workflow", "assistant-request", "fallback", "say", "reject"
+    "hook",
+    "assistant",
+    "squad",
+    "workflow",
+    "assistant-request",
+    "fallback",
+    "say",
+    "reject",
+    "overflow",
 ]
 ROUTES: Final[tuple[str, ...]] = get_args(Route)
 TargetKind: TypeAlias = Literal["assistant", "squad", "workflow"]

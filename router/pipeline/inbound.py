@@ -26,6 +26,7 @@ from router.models.credentials import AnyCredential
 from router.models.phone_numbers import AnyPhoneNumber
 from router.ops.events import Events
 from router.pipeline import decision as reasons
+from router.pipeline.admission import Admission, MemoryAdmission, overflow_decision
 from router.pipeline.assistant_request import AssistantRequestClient, public_number
 from router.pipeline.call_records import (
     CallOwnedElsewhere,
@@ -35,7 +36,7 @@ from router.pipeline.call_records import (
     StatusUpdate,
 )
 from router.pipeline.decide import AssistantRequestResult, decide, failure_decision
-from router.pipeline.decision import Connect, Decision, Reject, Say
+from router.pipeline.decision import Connect, Decision, Reject, Say, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.pipeline.number_cache import CredentialCache, NumberCache
 from router.providers.plugin import (
@@ -61,6 +62,8 @@ RENDER_MARGIN_SECONDS: Final = 0.2
 # The most a runtime callback waits on the store for one note (and health report): a
 # stuck store costs the caller no more than this before the answer goes out.
 NOTE_SECONDS: Final = 1.0
+# The most an admission (or a release) waits on the store; then the call is admitted.
+ADMISSION_SECONDS: Final = 1.0
 # This worker's own copy of the runtime notes: long enough for a stream to fail and its
 # action to follow, few enough to stay small.
 NOTES_HERE_SECONDS: Final = 600.0
@@ -113,10 +116,12 @@ class Inbound:
         events: Events,
         runtimes: Runtimes | None = None,
         health: RuntimeHealth | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.runtimes = runtimes or settings.runtimes()
         self.health = health or MemoryRuntimeHealth()
+        self.admission = admission or MemoryAdmission(settings.admission_slot_seconds)
         self.orgs = orgs
         self.numbers = numbers
         self.credentials = credentials
@@ -236,6 +241,56 @@ class Inbound:
     def apology(self) -> Decision:
         """What a call gets when router itself failed: the apology, then hang up."""
         return Decision(Say(self.settings.apology_message), "say", reasons.FAILED, ("error",))
+
+    # --- admission (SPEC §12) ------------------------------------------------------------
+
+    def org_capped(self, org_id: str) -> bool:
+        org = self.orgs.get(org_id)
+        return org is not None and org.max_concurrent_calls is not None
+
+    def caps(self, number: AnyPhoneNumber) -> tuple[int | None, int | None]:
+        """The number's and its org's `maxConcurrentCalls` (None: no cap)."""
+        org = self.orgs.get(number.org_id)
+        return number.max_concurrent_calls, org.max_concurrent_calls if org else None
+
+    async def admit(
+        self, provider: Provider, number: AnyPhoneNumber, call: InboundCall, outcome: Outcome
+    ) -> Outcome:
+        """A call router connects or transfers takes a slot of its number and org when they
+        have caps; at a cap it goes to the overflow decision instead. A store that cannot
+        count within its bound admits the call: a cap is not worth a dropped call."""
+        number_cap, org_cap = self.caps(number)
+        if (number_cap is None and org_cap is None) or not isinstance(
+            outcome.decision.outcome, Connect | Transfer
+        ):
+            return outcome
+        call_id = call.provider_call_id
+        try:
+            async with asyncio.timeout(ADMISSION_SECONDS):
+                slots = await self.admission.admit(
+                    number.org_id, number.id, call_id, number_cap=number_cap, org_cap=org_cap
+                )
+        except (StoreUnavailable, TimeoutError):
+            log.warning("admission.unavailable", call_id=call_id, phone_number_id=number.id)
+            return outcome
+        self.events.slots(number, slots.number_in_use, slots.org_in_use)
+        if slots.verdict == "admitted":
+            return outcome
+        scope = "number" if slots.verdict == "number-full" else "org"
+        self.events.overflow(provider.name, call_id, number, scope)
+        return Outcome(overflow_decision(number, slots.verdict, self.settings.apology_message))
+
+    async def _give_back(self, number: AnyPhoneNumber, call_id: str) -> None:
+        """The call ended: its slots go back (under caps only)."""
+        if self.caps(number) == (None, None):
+            return
+        try:
+            async with asyncio.timeout(ADMISSION_SECONDS):
+                in_number, in_org = await self.admission.release(number.org_id, number.id, call_id)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("admission.release_failed", call_id=call_id, phone_number_id=number.id)
+            return  # the slot expires on its own
+        self.events.slots(number, in_number, in_org)
 
     def attempt(
         self, provider: Provider, decision: Decision, call: InboundCall, number: AnyPhoneNumber
@@ -525,6 +580,8 @@ class Inbound:
             decision=None,
         )
         update = StatusUpdate(event.status, event.is_final, event.sequence, event.duration_seconds)
+        if event.is_final:
+            await self._give_back(number, event.provider_call_id)
         try:
             record, changed = await self.records.update_status(base, update)
         except CallOwnedElsewhere:

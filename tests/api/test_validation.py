@@ -233,6 +233,16 @@ REFUSED: dict[str, list[tuple[str, dict[str, Any], str]]] = {
         ("message type", message({"type": "tool-message"}), "message.type must be one of"),
         ("message number", message(5), "fallbackDestination.message"),
     ],
+    "admission": [
+        ("cap 0", {"maxConcurrentCalls": 0}, "maxConcurrentCalls must not be less than 1"),
+        ("cap text", {"maxConcurrentCalls": "5"}, "maxConcurrentCalls"),
+        ("cap 100001", {"maxConcurrentCalls": 100_001}, "maxConcurrentCalls must not be greater"),
+        (
+            "overflow without number",
+            {"overflowDestination": {"type": "number"}},
+            "overflowDestination",
+        ),
+    ],
     "unknown": [
         ("top level", {"foo": 1}, "property foo should not exist"),
         ("nested", to_number(foo=1), "property fallbackDestination.foo should not exist"),
@@ -270,6 +280,9 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
         ),
     ),
     ("blocked", {"status": "blocked"}),
+    ("cap 1", {"maxConcurrentCalls": 1}),
+    ("cap 100000", {"maxConcurrentCalls": 100_000}),
+    ("overflow sip", {"overflowDestination": {"type": "sip", "sipUri": "sip:q@pbx.example.com"}}),
 ]
 
 

@@ -77,7 +77,7 @@ def exported() -> dict[str, set[str]]:
         # no samples until a child exists, so make one of each.
         names = metric._labelnames
         child = metric.labels(*names) if names else metric
-        for method in ("inc", "observe", "set"):
+        for method in ("set", "inc", "observe"):
             if hasattr(child, method):
                 getattr(child, method)(1)
                 break

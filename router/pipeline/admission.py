@@ -1,0 +1,220 @@
+"""Concurrency caps (SPEC §12): how many calls a number, and all the numbers of an org,
+take at once, counted across every worker.
+
+A call takes a slot when router connects or transfers it, and gives it back on the
+provider's final status event. A slot also expires on its own after
+`admission_slot_seconds` (4 h by default, Twilio's longest call unless configured
+otherwise), so a final status that never comes never leaks it. A provider retry of the
+same call id finds its slot already taken: no second one. With Redis, each capped number
+and each capped org is a sorted set of call ids scored by when their slot expires, and
+one script (on Redis's clock) drops expired slots, checks both caps and takes both slots
+at once: one round trip per admitted call, none for a number and org without caps.
+The embedded store (one process) keeps the same sets in memory.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from router.models.phone_numbers import AnyPhoneNumber
+from router.pipeline.decision import AT_CAPACITY, Decision, Say, Transfer
+from router.store.interface import StoreUnavailable
+from router.store.redis_connect import REDIS_FAILURES, RedisClient
+from router.store.redis_keys import PREFIX, org_scope
+
+Verdict = Literal["admitted", "number-full", "org-full"]
+
+# KEYS: the number's slots, the org's slots (either may be unused: its cap is 0).
+# ARGV: call id, number cap, org cap, slot seconds. Returns {verdict, number in use, org in
+# use}: verdict 0 admitted (or already holding its slots), 1 number full, 2 org full.
+ADMIT_SCRIPT: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local number_cap, org_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local held = false
+for i, cap in ipairs({number_cap, org_cap}) do
+  if cap > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    if redis.call('ZSCORE', KEYS[i], ARGV[1]) then held = true end
+  end
+end
+local in_number = number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0
+local in_org = org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0
+if not held then
+  if number_cap > 0 and in_number >= number_cap then return {1, in_number, in_org} end
+  if org_cap > 0 and in_org >= org_cap then return {2, in_number, in_org} end
+end
+for i, cap in ipairs({number_cap, org_cap}) do
+  if cap > 0 then
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
+    redis.call('EXPIRE', KEYS[i], ttl + 60)
+  end
+end
+return {0, number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0,
+        org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0}
+"""
+# KEYS: the number's slots, the org's. ARGV: call id. Returns what each still holds.
+RELEASE_SCRIPT: Final = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+"""
+_VERDICTS: Final[tuple[Verdict, ...]] = ("admitted", "number-full", "org-full")
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """An admission's outcome and the slots in use after it (0 where there is no cap)."""
+
+    verdict: Verdict
+    number_in_use: int
+    org_in_use: int
+
+
+class Admission(abc.ABC):
+    def __init__(self, slot_seconds: float) -> None:
+        self.slot_seconds = slot_seconds
+
+    @abc.abstractmethod
+    async def admit(
+        self,
+        org_id: str,
+        number_id: str,
+        call_id: str,
+        *,
+        number_cap: int | None,
+        org_cap: int | None,
+    ) -> Slots:
+        """Take the call's slots unless a cap is reached; raises StoreUnavailable."""
+
+    @abc.abstractmethod
+    async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
+        """Give the call's slots back; the slots still in use (number, org)."""
+
+
+def number_key(org_id: str, number_id: str) -> str:
+    """Sorted set: call ids holding a slot of the number, scored by expiry. Tagged by the
+    org, so a script can take a number's slot and its org's together on Redis Cluster."""
+    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:number:{number_id}"
+
+
+def org_key(org_id: str) -> str:
+    """Sorted set: call ids holding a slot of the org."""
+    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:org"
+
+
+class RedisAdmission(Admission):
+    """Slots shared by every worker."""
+
+    def __init__(self, client: RedisClient, slot_seconds: float) -> None:
+        super().__init__(slot_seconds)
+        self._admit = client.register_script(ADMIT_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
+
+    async def admit(
+        self,
+        org_id: str,
+        number_id: str,
+        call_id: str,
+        *,
+        number_cap: int | None,
+        org_cap: int | None,
+    ) -> Slots:
+        keys = [number_key(org_id, number_id), org_key(org_id)]
+        args: list[str | int] = [call_id, number_cap or 0, org_cap or 0, int(self.slot_seconds)]
+        try:
+            verdict, in_number, in_org = await self._admit(keys=keys, args=args)
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return Slots(_VERDICTS[int(verdict)], int(in_number), int(in_org))
+
+    async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
+        keys = [number_key(org_id, number_id), org_key(org_id)]
+        try:
+            in_number, in_org = await self._release(keys=keys, args=[call_id])
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {exc}") from None
+        return int(in_number), int(in_org)
+
+
+class MemoryAdmission(Admission):
+    """One process (the embedded store): the same slots, in memory."""
+
+    def __init__(self, slot_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(slot_seconds)
+        self._clock = clock
+        self._slots: dict[str, dict[str, float]] = {}  # set key -> call id -> expiry
+
+    def _held(self, key: str, now: float) -> dict[str, float]:
+        slots = self._slots.setdefault(key, {})
+        for call_id in [c for c, expiry in slots.items() if expiry <= now]:
+            del slots[call_id]
+        return slots
+
+    async def admit(
+        self,
+        org_id: str,
+        number_id: str,
+        call_id: str,
+        *,
+        number_cap: int | None,
+        org_cap: int | None,
+    ) -> Slots:
+        now = self._clock()
+        sets = [
+            (self._held(key, now), cap)
+            for key, cap in (
+                (number_key(org_id, number_id), number_cap),
+                (org_key(org_id), org_cap),
+            )
+            if cap
+        ]
+        if not any(call_id in slots for slots, _ in sets):
+            for index, (slots, cap) in enumerate(sets):
+                if cap is not None and len(slots) >= cap:
+                    return self._counts(org_id, number_id, number_cap, org_cap, index)
+        for slots, _ in sets:
+            slots[call_id] = now + self.slot_seconds
+        return self._counts(org_id, number_id, number_cap, org_cap, None)
+
+    def _counts(
+        self,
+        org_id: str,
+        number_id: str,
+        number_cap: int | None,
+        org_cap: int | None,
+        full: int | None,
+    ) -> Slots:
+        in_number = len(self._slots.get(number_key(org_id, number_id), ())) if number_cap else 0
+        in_org = len(self._slots.get(org_key(org_id), ())) if org_cap else 0
+        if full is None:
+            return Slots("admitted", in_number, in_org)
+        # `full` indexes the capped sets in order: the number's first when it has a cap.
+        verdict: Verdict = "number-full" if full == 0 and number_cap else "org-full"
+        return Slots(verdict, in_number, in_org)
+
+    async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
+        counts = []
+        for key in (number_key(org_id, number_id), org_key(org_id)):
+            slots = self._slots.get(key, {})
+            slots.pop(call_id, None)
+            counts.append(len(slots))
+        return counts[0], counts[1]
+
+
+def overflow_decision(number: AnyPhoneNumber, verdict: Verdict, apology: str) -> Decision:
+    """Where a call goes when a cap turned it away: the number's `overflowDestination`,
+    else the apology; route `overflow`, ended reason `max-concurrent-calls-reached`."""
+    trace = [f"admission:{verdict}"]
+    if number.overflow_destination is not None:
+        trace.append("overflowDestination")
+        return Decision(
+            Transfer.to(number.overflow_destination), "overflow", AT_CAPACITY, tuple(trace)
+        )
+    trace.append("apology")
+    return Decision(Say(apology), "overflow", AT_CAPACITY, tuple(trace))
