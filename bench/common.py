@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -391,8 +392,9 @@ def api(base: str, method: str, path: str, body: Mapping[str, Any]) -> dict[str,
     return data
 
 
-def create_twilio_number(router_url: str) -> None:
-    """The Twilio number every Twilio request calls, routed to the static assistant."""
+def create_twilio_number(router_url: str, **extra: Any) -> None:
+    """The Twilio number every Twilio request calls, routed to the static assistant
+    (`extra`: more of its fields)."""
     api(
         router_url,
         "POST",
@@ -403,6 +405,7 @@ def create_twilio_number(router_url: str) -> None:
             "twilioAccountSid": TWILIO_ACCOUNT_SID,
             "twilioAuthToken": TWILIO_AUTH_TOKEN,
             "assistantId": ASSISTANT_ID,
+            **extra,
         },
     )
 
@@ -861,3 +864,108 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- router variants against the bare app (runtimes.py, admission.py) -----------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A router started with `settings` (more ROUTER_* variables) whose Twilio number is
+    made by `setup(router_url)`; each variant has a Redis database of its own."""
+
+    name: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    setup: Callable[[str], None] = create_twilio_number
+    # Files written to the run's log directory first (`{log_dir}` in settings names it).
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+def compare_variants(
+    script: str, variants: Sequence[Variant], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The bare app and each variant, one process each on the server core with Redis, the
+    same wrk load of pre-signed Twilio webhooks (unique CallSids, `args.variants` of them,
+    cycled), in alternating rounds: req/s, CPU and Redis commands per request, against
+    the bare app's."""
+    with processes(script) as started:
+        bench = Bench.pinned(not args.no_pin and can_pin())
+        bench.redis = start_redis(started, bench.server_cpus)
+        bench.stats = CommandStats(bench.redis.url)
+        servers = [start_bare(started, cpus=bench.server_cpus)]
+        for index, variant in enumerate(variants, start=1):
+            for file_name, content in variant.files.items():
+                (started.log_dir / file_name).write_text(content)
+            settings = {
+                k: v.replace("{log_dir}", str(started.log_dir)) for k, v in variant.settings.items()
+            }
+            router = start_router(
+                started,
+                f"{bench.redis.url}/{index}",
+                cpus=bench.server_cpus,
+                name=variant.name,
+                settings=settings,
+            )
+            variant.setup(router.url)
+            servers.append(router)
+        files = {}
+        for server in servers:
+            requests = twilio_requests(server.url + "/twilio/voice", args.variants)
+            expected = b"<Connect>" if server.name == "bare" else ASSISTANT_ID.encode()
+            check_answer(server, requests[0], expected)
+            path = started.log_dir / f"{server.name}.requests"
+            files[server.name] = write_requests(path, requests)
+            bench.run("warm-up", server, files[server.name], seconds=2, connections=32, quiet=True)
+        rounds: dict[str, list[Phase]] = {server.name: [] for server in servers}
+        for r in range(args.rounds):
+            for server in alternate(r, servers):
+                phase = bench.run(
+                    server.name, server, files[server.name], seconds=args.seconds, connections=32
+                )
+                rounds[server.name].append(phase)
+        bench.stats.close()
+    rps = {name: max(p.load.rps for p in phases) for name, phases in rounds.items()}
+    us = {name: min(p.server_us_per_req for p in phases) for name, phases in rounds.items()}
+    redis_per_request = {
+        name: round(
+            sum(hot_path_commands(p.redis_commands) for p in phases)
+            / max(1, sum(p.load.requests for p in phases)),
+            3,
+        )
+        for name, phases in rounds.items()
+    }
+    return {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "rps": rps,
+        "server_us_per_request": us,
+        "redis_commands_per_request": redis_per_request,
+        "rps_over_bare": {name: ratio(value, rps["bare"]) for name, value in rps.items()},
+        "phases": [
+            {"name": p.name, "rps": p.load.rps, "us": p.server_us_per_req, "errors": p.load.errors}
+            for phases in rounds.values()
+            for p in phases
+        ],
+    }
+
+
+def show_variants(report: dict[str, Any]) -> None:
+    print()
+    for name, value in report["rps"].items():
+        print(
+            f"{name:<18} {value:8.0f} req/s  ÷ bare {report['rps_over_bare'][name]:.3f}"
+            f"  {report['server_us_per_request'][name]:6.1f} us/req"
+            f"  redis cmds/req {report['redis_commands_per_request'][name]:.3f}"
+        )
+
+
+def variant_arguments(description: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--variants", type=int, default=20_000, help="signed requests, cycled")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser

@@ -15,32 +15,17 @@ Run: `python bench/runtimes.py` (about 1 minute) or `--quick`.
 
 from __future__ import annotations
 
-import argparse
-import shlex
-import statistics
-import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 from common import (
     ASSISTANT_ID,
-    Bench,
-    CommandStats,
-    Phase,
-    alternate,
-    can_pin,
-    check_answer,
-    create_twilio_number,
+    Variant,
+    compare_variants,
     missing_tools,
-    processes,
-    ratio,
     run_bench,
-    start_bare,
-    start_redis,
-    start_router,
-    twilio_requests,
-    write_requests,
+    show_variants,
+    variant_arguments,
 )
 
 RUNTIMES = {
@@ -64,103 +49,33 @@ RUNTIMES = {
 }
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
-    with processes("runtimes") as started:
-        bench = Bench.pinned(not args.no_pin and can_pin())
-        bench.redis = start_redis(started, bench.server_cpus)
-        bench.stats = CommandStats(bench.redis.url)
-        runtimes_file = started.log_dir / "runtimes.yaml"
-        runtimes_file.write_text(yaml.safe_dump(RUNTIMES))
-        servers = [
-            start_bare(started, cpus=bench.server_cpus),
-            start_router(started, f"{bench.redis.url}/1", cpus=bench.server_cpus),
-            start_router(
-                started,
-                f"{bench.redis.url}/2",
-                cpus=bench.server_cpus,
-                name="router-runtimes",
-                settings={"ROUTER_RUNTIMES_FILE": str(runtimes_file)},
-            ),
-        ]
-        files = {}
-        for server in servers:
-            requests = twilio_requests(server.url + "/twilio/voice", args.variants)
-            if server.name != "bare":
-                create_twilio_number(server.url)
-            expected = ASSISTANT_ID.encode() if server.name != "bare" else b"<Connect>"
-            check_answer(server, requests[0], expected)
-            files[server.name] = write_requests(
-                started.log_dir / f"{server.name}.requests", requests
-            )
-            bench.run("warm-up", server, files[server.name], seconds=2, connections=32, quiet=True)
-        rounds: dict[str, list[Phase]] = {server.name: [] for server in servers}
-        for r in range(args.rounds):
-            for server in alternate(r, servers):
-                rounds[server.name].append(
-                    bench.run(
-                        server.name,
-                        server,
-                        files[server.name],
-                        seconds=args.seconds,
-                        connections=32,
-                    )
-                )
-        bench.stats.close()
-    return report(rounds, args)
-
-
-def report(rounds: dict[str, list[Phase]], args: argparse.Namespace) -> dict[str, Any]:
-    rps = {name: max(p.load.rps for p in phases) for name, phases in rounds.items()}
-    us = {name: min(p.server_us_per_req for p in phases) for name, phases in rounds.items()}
-    per_round = {
-        name: [ratio(p.load.rps, b.load.rps) for p, b in zip(phases, rounds["bare"], strict=True)]
-        for name, phases in rounds.items()
-        if name != "bare"
-    }
-    return {
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "rounds": args.rounds,
-        "seconds": args.seconds,
-        "rps": rps,
-        "server_us_per_request": us,
-        "rps_over_bare": {name: ratio(value, rps["bare"]) for name, value in rps.items()},
-        "rps_over_bare_median_round": {
-            name: round(statistics.median(values), 3) for name, values in per_round.items()
-        },
-        "selection_us_per_request": round(us["router-runtimes"] - us["router"], 1),
-        "phases": [
-            {"name": p.name, "rps": p.load.rps, "us": p.server_us_per_req, "errors": p.load.errors}
-            for phases in rounds.values()
-            for p in phases
-        ],
-    }
-
-
 def show(report: dict[str, Any]) -> None:
-    print()
-    for name, value in report["rps"].items():
-        print(
-            f"{name:<16} {value:8.0f} req/s  ÷ bare {report['rps_over_bare'][name]:.3f}"
-            f"  {report['server_us_per_request'][name]:6.1f} us/req"
-        )
+    show_variants(report)
+    us = report["server_us_per_request"]
     print(
-        f"runtime selection: {report['selection_us_per_request']:+.1f} us/req "
+        f"runtime selection: {us['router-runtimes'] - us['router']:+.1f} us/req "
         "(router with the runtimes file minus router without)"
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="one short round")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--variants", type=int, default=20_000, help="signed requests, cycled")
-    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to cores")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser = variant_arguments(__doc__.split("\n\n")[0] if __doc__ else None)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 1, 3
-    return run_bench("runtimes.py", missing_tools(), lambda: measure(args), show, args.json)
+    variants = [
+        Variant("router"),
+        Variant(
+            "router-runtimes",
+            {"ROUTER_RUNTIMES_FILE": "{log_dir}/runtimes.yaml"},
+            files={"runtimes.yaml": yaml.safe_dump(RUNTIMES)},
+        ),
+    ]
+
+    def measure() -> dict[str, Any]:
+        return compare_variants("runtimes", variants, args)
+
+    return run_bench("runtimes.py", missing_tools(), measure, show, args.json)
 
 
 if __name__ == "__main__":
