@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -148,11 +149,17 @@ class MemoryAdmission(Admission):
     def __init__(self, slot_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(slot_seconds)
         self._clock = clock
-        self._slots: dict[str, dict[str, float]] = {}  # set key -> call id -> expiry
+        # Set key -> call id -> expiry, in expiry order: every slot lasts `slot_seconds`
+        # and a call admitted again moves to the end, so the expired are at the front and
+        # dropping them costs what has expired, not what is held.
+        self._slots: dict[str, OrderedDict[str, float]] = {}
 
-    def _held(self, key: str, now: float) -> dict[str, float]:
-        slots = self._slots.setdefault(key, {})
-        for call_id in [c for c, expiry in slots.items() if expiry <= now]:
+    def _held(self, key: str, now: float) -> OrderedDict[str, float]:
+        slots = self._slots.setdefault(key, OrderedDict())
+        while slots:
+            call_id, expiry = next(iter(slots.items()))
+            if expiry > now:
+                break
             del slots[call_id]
         return slots
 
@@ -180,6 +187,7 @@ class MemoryAdmission(Admission):
                     return self._counts(org_id, number_id, number_cap, org_cap, index)
         for slots, _ in sets:
             slots[call_id] = now + self.slot_seconds
+            slots.move_to_end(call_id)
         return self._counts(org_id, number_id, number_cap, org_cap, None)
 
     def _counts(
@@ -201,9 +209,10 @@ class MemoryAdmission(Admission):
     async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
         counts = []
         for key in (number_key(org_id, number_id), org_key(org_id)):
-            slots = self._slots.get(key, {})
-            slots.pop(call_id, None)
-            counts.append(len(slots))
+            slots = self._slots.get(key)
+            if slots is not None:
+                slots.pop(call_id, None)
+            counts.append(len(slots or ()))
         return counts[0], counts[1]
 
 
