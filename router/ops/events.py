@@ -126,7 +126,10 @@ class Events:
         gauge.labels("number", number.id).set(number_in_use)
         gauge.labels("org", number.org_id).set(org_in_use)
 
-    def overflow(self, provider: str, call_id: str, number: AnyPhoneNumber, scope: str) -> None:
+    def overflow(
+        self, provider: str, call_id: str, number: AnyPhoneNumber, scope: str, cap: int | None
+    ) -> None:
+        """A cap turned a call away: `scope` number or org, `cap` that scope's."""
         self.metrics.admission_overflows.labels(scope).inc()
         log.info(
             "call.overflow",
@@ -135,7 +138,7 @@ class Events:
             org_id=number.org_id,
             phone_number_id=number.id,
             scope=scope,
-            max_concurrent_calls=number.max_concurrent_calls,
+            max_concurrent_calls=cap,
         )
 
     def runtime_call(self, provider: str, runtime: str) -> None:

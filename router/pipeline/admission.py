@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from router.models.phone_numbers import AnyPhoneNumber
-from router.pipeline.decision import AT_CAPACITY, Decision, Say, Transfer
+from router.pipeline.decision import AT_CAPACITY, AssistantRequestFacts, Decision, Say, Transfer
 from router.store.interface import StoreUnavailable
 from router.store.redis_connect import REDIS_FAILURES, RedisClient
 from router.store.redis_keys import PREFIX, org_scope
@@ -216,14 +216,21 @@ class MemoryAdmission(Admission):
         return counts[0], counts[1]
 
 
-def overflow_decision(number: AnyPhoneNumber, verdict: Verdict, apology: str) -> Decision:
+def overflow_decision(
+    number: AnyPhoneNumber,
+    verdict: Verdict,
+    apology: str,
+    *,
+    facts: AssistantRequestFacts | None = None,
+) -> Decision:
     """Where a call goes when a cap turned it away: the number's `overflowDestination`,
-    else the apology; route `overflow`, ended reason `max-concurrent-calls-reached`."""
+    else the apology; route `overflow`, ended reason `max-concurrent-calls-reached`.
+    `facts`: the assistant-request the decision took, still reported."""
     trace = [f"admission:{verdict}"]
     if number.overflow_destination is not None:
         trace.append("overflowDestination")
-        return Decision(
-            Transfer.to(number.overflow_destination), "overflow", AT_CAPACITY, tuple(trace)
-        )
-    trace.append("apology")
-    return Decision(Say(apology), "overflow", AT_CAPACITY, tuple(trace))
+        outcome: Transfer | Say = Transfer.to(number.overflow_destination)
+    else:
+        trace.append("apology")
+        outcome = Say(apology)
+    return Decision(outcome, "overflow", AT_CAPACITY, tuple(trace), assistant_request=facts)

@@ -265,8 +265,11 @@ class Inbound:
         ):
             return outcome
         call_id = call.provider_call_id
+        # Inside the provider's budget, whatever the decision took of it already.
+        deadline = call.received_at + provider.budget_seconds(self.settings)
+        limit = min(deadline - RENDER_MARGIN_SECONDS, self.loop_time() + ADMISSION_SECONDS)
         try:
-            async with asyncio.timeout(ADMISSION_SECONDS):
+            async with asyncio.timeout_at(limit):
                 slots = await self.admission.admit(
                     number.org_id, number.id, call_id, number_cap=number_cap, org_cap=org_cap
                 )
@@ -276,9 +279,15 @@ class Inbound:
         self.events.slots(number, slots.number_in_use, slots.org_in_use)
         if slots.verdict == "admitted":
             return outcome
-        scope = "number" if slots.verdict == "number-full" else "org"
-        self.events.overflow(provider.name, call_id, number, scope)
-        return Outcome(overflow_decision(number, slots.verdict, self.settings.apology_message))
+        scope, cap = ("number", number_cap) if slots.verdict == "number-full" else ("org", org_cap)
+        self.events.overflow(provider.name, call_id, number, scope, cap)
+        decision = overflow_decision(
+            number,
+            slots.verdict,
+            self.settings.apology_message,
+            facts=outcome.decision.assistant_request,
+        )
+        return Outcome(decision)
 
     async def _give_back(self, number: AnyPhoneNumber, call_id: str) -> None:
         """The call ended: its slots go back (under caps only)."""
@@ -580,8 +589,6 @@ class Inbound:
             decision=None,
         )
         update = StatusUpdate(event.status, event.is_final, event.sequence, event.duration_seconds)
-        if event.is_final:
-            await self._give_back(number, event.provider_call_id)
         try:
             record, changed = await self.records.update_status(base, update)
         except CallOwnedElsewhere:
@@ -596,7 +603,11 @@ class Inbound:
             log.warning(
                 "call.status_not_recorded", call_id=event.provider_call_id, detail=exc.detail
             )
+            if event.is_final:  # the slots are another store's business: give them back
+                await self._give_back(number, event.provider_call_id)
             return None
+        if event.is_final:  # a call of this number (another number's is refused above)
+            await self._give_back(number, event.provider_call_id)
         self.events.call_status(event, record, changed)
         forward = "ended" if event.is_final else ("ringing" if event.status == "ringing" else None)
         server = number.server if number.server and number.server.url else None

@@ -21,6 +21,7 @@ from .conftest import (
     APOLOGY,
     OTHER_KEY,
     OTHER_ORG,
+    Customer,
     Logs,
     MakeRouter,
     Router,
@@ -110,7 +111,9 @@ async def test_without_an_overflow_destination_the_caller_hears_the_apology(
     assert spoken_then_hung_up((await router.voice(voice_form(call_sid()))).root) == APOLOGY
 
 
-async def test_an_org_cap_counts_every_number_of_the_org(make_router: MakeRouter) -> None:
+async def test_an_org_cap_counts_every_number_of_the_org(
+    make_router: MakeRouter, logs: Logs
+) -> None:
     """The org `other` takes one call at once across its two numbers; `default` is not
     counted with it."""
     router = await make_router(
@@ -128,6 +131,8 @@ async def test_an_org_cap_counts_every_number_of_the_org(make_router: MakeRouter
     assert (await router.voice(voice_form(**to["+14155550101"]))).root[0].tag == "Connect"
     answer = (await router.voice(voice_form(**to["+14155550102"]))).root
     assert spoken_then_hung_up(answer) == APOLOGY  # its own number has no overflow
+    [overflow] = logs.named("call.overflow")
+    assert (overflow["scope"], overflow["max_concurrent_calls"]) == ("org", 1)
     assert (await router.voice(voice_form(**to["+14155550103"]))).root[0].tag == "Connect"
 
 
@@ -170,3 +175,14 @@ async def test_a_slot_whose_end_never_comes_expires_in_redis(redis_url: str) -> 
         assert (await admission.admit(org, "n", "CA2", **admit)).verdict == "admitted"
     finally:
         await connection.aclose()
+
+
+async def test_an_overflow_after_an_assistant_request_still_reports_it(
+    router: Router, customer: Customer, logs: Logs
+) -> None:
+    """The server was asked, then the cap turned the call away: `call.routed` says both."""
+    await router.create_number(server={"url": customer.url}, maxConcurrentCalls=1)
+    await router.voice(voice_form(call_sid()))
+    assert spoken_then_hung_up((await router.voice(voice_form(call_sid()))).root) == APOLOGY
+    last = logs.routed()[-1]
+    assert (last["route"], last["assistant_request_outcome"]) == ("overflow", "ok")
