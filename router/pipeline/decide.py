@@ -40,13 +40,20 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import ValidationError
 
 from router.models.common import (
+    PhoneNumberCallRingingHookFilter,
     PhoneNumberHookCallEnding,
     PhoneNumberHookCallRinging,
+    RingingHookFilter,
     SayPhoneNumberHookAction,
     Server,
     TransferPhoneNumberHookAction,
 )
 from router.models.phone_numbers import AnyPhoneNumber
+from router.models.ringing import (
+    AttestationHookFilter,
+    CallerNumberHookFilter,
+    RejectPhoneNumberHookAction,
+)
 from router.pipeline import decision as d
 from router.pipeline.decision import (
     AssistantRequestFacts,
@@ -140,7 +147,7 @@ async def decide(
     for index, hook in enumerate(number.hooks or ()):
         if not isinstance(hook, PhoneNumberHookCallRinging):
             continue
-        if hook.filters and not all(f.matches(call.from_number) for f in hook.filters):
+        if hook.filters and not _ringing_filters_match(hook, call, index, trace):
             trace.append(f"hooks.ringing:unmatched[{index}]")
             continue
         action = hook.do[0] if hook.do else None
@@ -151,6 +158,9 @@ async def decide(
             trace += [f"hooks.ringing:matched[{index}]", "transfer"]
             outcome = Transfer.to(action.destination)
             return Decision(outcome, "hook", d.RINGING_TRANSFER, tuple(trace))
+        if isinstance(action, RejectPhoneNumberHookAction):
+            trace += [f"hooks.ringing:matched[{index}]", "reject"]
+            return Decision(Reject(), "hook", d.RINGING_REJECT, tuple(trace))
         trace.append(f"hooks.ringing:noop[{index}]")
 
     static: tuple[tuple[str | None, TargetKind], ...] = (
@@ -180,6 +190,42 @@ async def decide(
         return Decision(verdict.connect, "assistant-request", None, tuple(trace), None, facts)
     trace.append(f"failure:{verdict.reason}")
     return _failure_branch(number, verdict, trace, apology, facts)
+
+
+def _ringing_filters_match(
+    hook: PhoneNumberHookCallRinging, call: InboundCall, index: int, trace: list[str]
+) -> bool:
+    """Whether every filter of `hook` matches `call`. A hook with a router extension
+    filter traces each filter it evaluates, up to the first that does not match."""
+    filters = hook.filters or ()
+    if not hook.explains_filters:
+        # Vapi's `startsWith` alone: traced as it always was, at no extra cost.
+        # union-attr: a hook without extension filters holds `startsWith` filters only.
+        return all(f.matches(call.from_number) for f in filters)  # type: ignore[union-attr]
+    for position, ringing_filter in enumerate(filters):
+        matched, seen = _filter_verdict(ringing_filter, call)
+        verdict = "matched" if matched else "unmatched"
+        trace.append(f"hooks.ringing:filter[{index}.{position}]:{seen}:{verdict}")
+        if not matched:
+            return False
+    return True
+
+
+def _filter_verdict(ringing_filter: RingingHookFilter, call: InboundCall) -> tuple[bool, str]:
+    """Whether one filter matches, and what it saw, for the trace: the caller's level of
+    attestation, or the schedule's state and the local time it read."""
+    if isinstance(ringing_filter, PhoneNumberCallRingingHookFilter):
+        return ringing_filter.matches(call.from_number), "startsWith"
+    if isinstance(ringing_filter, CallerNumberHookFilter):
+        return ringing_filter.matches(call.from_number), "oneOf:number"
+    if isinstance(ringing_filter, AttestationHookFilter):
+        level = call.attestation
+        return level in ringing_filter.one_of, f"oneOf:attestation={level}"
+    local = ringing_filter.local_time(call.wall_time)
+    state = ringing_filter.state_at(local)
+    inside = state == "open"
+    seen = f"schedule:{state}@{local.isoformat(timespec='minutes')}"
+    return inside == (ringing_filter.match == "inside"), seen
 
 
 def _server_for(own: Server | None, org: Server | None, trace: list[str]) -> Server | None:
