@@ -33,6 +33,11 @@ ATTESTATIONS: Final[tuple[str, ...]] = get_args(Attestation)
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: Final[tuple[str, ...]] = get_args(Day)
 MINUTES_PER_DAY: Final = 24 * 60
+# For the served OpenAPI document; the validators below are what decides.
+_START_PATTERN: Final = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+_END_PATTERN: Final = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$"
+_DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_E164_PATTERN: Final = r"^\+[1-9][0-9]{1,14}$"
 MAX_CALLERS: Final = 1000
 MAX_WINDOWS: Final = 50
 MAX_EXCEPT_DATES: Final = 500
@@ -50,7 +55,7 @@ def _repeated(values: list[str]) -> str | None:
 
 
 def _caller(value: str) -> str:
-    if not E164.fullmatch(value):
+    if not (value.isascii() and E164.fullmatch(value)):
         raise ValueError("must be a phone number in E.164 format, with its + (e.g. +14155551234)")
     return value
 
@@ -91,9 +96,9 @@ class CallerNumberHookFilter(WireModel):
 
     type: Literal["oneOf"]
     key: Literal["number"]
-    one_of: list[Annotated[str, AfterValidator(_caller)]] = Field(
-        min_length=1, max_length=MAX_CALLERS
-    )
+    one_of: list[
+        Annotated[str, AfterValidator(_caller), Field(json_schema_extra={"pattern": _E164_PATTERN})]
+    ] = Field(min_length=1, max_length=MAX_CALLERS)
     _numbers: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
@@ -132,8 +137,8 @@ class WeeklyWindow(WireModel):
     `from` after `to` is a window across midnight, belonging to the day it starts on."""
 
     days: list[Day] = Field(min_length=1, max_length=len(DAYS))
-    from_: str = Field(alias="from")
-    to: str
+    from_: str = Field(alias="from", json_schema_extra={"pattern": _START_PATTERN})
+    to: str = Field(json_schema_extra={"pattern": _END_PATTERN})
     _weekdays: frozenset[int] = PrivateAttr(default=frozenset())
     _start: int = PrivateAttr(default=0)
     _end: int = PrivateAttr(default=0)
@@ -190,9 +195,14 @@ class ScheduleHookFilter(WireModel):
     type: Literal["schedule"]
     time_zone: str = Field(min_length=1, max_length=MAX_ZONE_CHARS)
     weekly: list[WeeklyWindow] = Field(min_length=1, max_length=MAX_WINDOWS)
-    except_dates: list[Annotated[str, AfterValidator(_date)]] | None = Field(
-        default=None, max_length=MAX_EXCEPT_DATES
-    )
+    except_dates: (
+        list[
+            Annotated[
+                str, AfterValidator(_date), Field(json_schema_extra={"pattern": _DATE_PATTERN})
+            ]
+        ]
+        | None
+    ) = Field(default=None, max_length=MAX_EXCEPT_DATES)
     match: Literal["inside", "outside"]
     _zone: tzinfo = PrivateAttr()  # set when validated
     _closed: frozenset[date] = PrivateAttr(default=frozenset())
