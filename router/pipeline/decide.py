@@ -5,7 +5,9 @@ webhooks, a dry-run command and table tests. Rules the spec leaves open, decided
 
 - Ringing hooks: an empty `filters` list is the same as none (matches every caller). A hook
   whose first action is a `transfer` without `destination` (or whose `do` is empty) does
-  nothing, and the next hook is tried.
+  nothing, and the next hook is tried. Router's extension filters (exact callers,
+  attestation, schedules: router/models/ringing.py) match like `startsWith`, all of a
+  hook's filters together; its `reject` action rejects (`call.ringing.hook-executed-reject`).
 - Static targets: an empty-string `assistantId` / `squadId` / `workflowId` counts as unset.
 - Server: the number's `server` when it has a `url`, else the org's when it has one.
 - The response, first rule that applies (any key whose value is `null` counts as absent):
@@ -22,9 +24,11 @@ webhooks, a dry-run command and table tests. Rules the spec leaves open, decided
   When one runs, the ended reason becomes `call.ending.hook-executed-*` and the original
   reason is kept in `failure_reason`.
 
-The trace names each step passed, in order: `blocked`; `hooks.ringing:matched[i]` /
-`unmatched[i]` / `noop[i]` (i: the position in the number's `hooks` array) then `say` or
-`transfer`; `assistantId` / `squadId` / `workflowId`; `server:number|org|none`;
+The trace names each step passed, in order: `blocked`; in a hook holding an extension
+filter, `hooks.ringing:filter[i.j]:<what it read>:matched|unmatched` for each filter
+evaluated (j: its position in `filters`); `hooks.ringing:matched[i]` / `unmatched[i]` /
+`noop[i]` (i: the position in the number's `hooks` array) then `say`, `transfer` or
+`reject`; `assistantId` / `squadId` / `workflowId`; `server:number|org|none`;
 `assistant-request:<ok|timeout|transport|http-NNN|non-json|not-object|too-large>`;
 `response:<error|unspeakable-error|destination|invalid-destination|invalid:<key>|empty|<key>>`;
 `failure:<reason>`; `hooks.ending:matched[i]|unmatched[i]|noop[i]` then `say` or `transfer`;
@@ -147,7 +151,14 @@ async def decide(
     for index, hook in enumerate(number.hooks or ()):
         if not isinstance(hook, PhoneNumberHookCallRinging):
             continue
-        if hook.filters and not _ringing_filters_match(hook, call, index, trace):
+        filters = hook.filters
+        if filters and not (
+            _explained_filters_match(hook, call, index, trace)
+            if hook.explains_filters
+            # Vapi's `startsWith` alone: matched and traced as always, at no extra cost.
+            # union-attr: a hook without extension filters holds `startsWith` filters only.
+            else all(f.matches(call.from_number) for f in filters)  # type: ignore[union-attr]
+        ):
             trace.append(f"hooks.ringing:unmatched[{index}]")
             continue
         action = hook.do[0] if hook.do else None
@@ -192,17 +203,12 @@ async def decide(
     return _failure_branch(number, verdict, trace, apology, facts)
 
 
-def _ringing_filters_match(
+def _explained_filters_match(
     hook: PhoneNumberHookCallRinging, call: InboundCall, index: int, trace: list[str]
 ) -> bool:
-    """Whether every filter of `hook` matches `call`. A hook with a router extension
-    filter traces each filter it evaluates, up to the first that does not match."""
-    filters = hook.filters or ()
-    if not hook.explains_filters:
-        # Vapi's `startsWith` alone: traced as it always was, at no extra cost.
-        # union-attr: a hook without extension filters holds `startsWith` filters only.
-        return all(f.matches(call.from_number) for f in filters)  # type: ignore[union-attr]
-    for position, ringing_filter in enumerate(filters):
+    """Whether every filter of `hook`, which holds a router extension filter, matches
+    `call`; each filter evaluated is traced, up to the first that does not match."""
+    for position, ringing_filter in enumerate(hook.filters or ()):
         matched, seen = _filter_verdict(ringing_filter, call)
         verdict = "matched" if matched else "unmatched"
         trace.append(f"hooks.ringing:filter[{index}.{position}]:{seen}:{verdict}")
