@@ -6,9 +6,10 @@ attestation, the reject action) are in router/models/ringing.py.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from router.models.languages import LANGUAGE_CODES
 from router.models.ringing import (
@@ -259,17 +260,12 @@ class PhoneNumberHookCallRinging(WireModel):
     on: Literal["call.ringing"]
     filters: list[RingingHookFilter] | None = None
     do: list[RingingHookAction]
-    # Whether the trace lists each filter evaluated: when one is a router extension.
-    _explains_filters: bool = PrivateAttr(default=False)
 
-    @model_validator(mode="after")
-    def _index(self) -> PhoneNumberHookCallRinging:
-        self._explains_filters = any(isinstance(f, EXTENSION_FILTERS) for f in self.filters or ())
-        return self
-
-    @property
+    @cached_property
     def explains_filters(self) -> bool:
-        return self._explains_filters
+        """Whether the trace lists each filter evaluated: when one is a router extension.
+        (Cached: read on every call of a hook with filters.)"""
+        return any(isinstance(f, EXTENSION_FILTERS) for f in self.filters or ())
 
 
 class PhoneNumberHookCallEnding(WireModel):

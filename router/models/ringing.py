@@ -8,19 +8,22 @@
   closed all day; `match` says whether the hook fires inside or outside them.
 - `{"type": "reject"}`: do not answer the call.
 
-Each model keeps the wire values exactly as sent (responses return them as is) and
-precomputes, once when validated, what a call is matched against, so matching costs a
-set lookup or a few integer comparisons. The rules of time (what a window covers across
-midnight, on an excepted date, when the clock changes) are `ScheduleHookFilter.state_at`'s.
+Each model keeps the wire values exactly as sent (responses return them as is) and keeps,
+from its first call on, what calls are matched against (`cached_property`: a plain
+attribute read after that, where pydantic's private attributes cost a microsecond each),
+so matching costs a set lookup or a few integer comparisons. The rules of time (what a
+window covers across midnight, on an excepted date, when the clock changes) are
+`ScheduleHookFilter.state_at`'s.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
+from functools import cached_property
 from typing import Annotated, Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from router.models.wire import E164, WireModel
 
@@ -99,15 +102,17 @@ class CallerNumberHookFilter(WireModel):
     one_of: list[
         Annotated[str, AfterValidator(_caller), Field(json_schema_extra={"pattern": _E164_PATTERN})]
     ] = Field(min_length=1, max_length=MAX_CALLERS)
-    _numbers: frozenset[str] = PrivateAttr(default=frozenset())
 
     @model_validator(mode="after")
-    def _index(self) -> CallerNumberHookFilter:
+    def _once_each(self) -> CallerNumberHookFilter:
         twice = _repeated(self.one_of)
         if twice is not None:
             raise ValueError(f"oneOf lists {twice} twice")
-        self._numbers = frozenset(self.one_of)
         return self
+
+    @cached_property
+    def _numbers(self) -> frozenset[str]:
+        return frozenset(self.one_of)
 
     def matches(self, caller: str) -> bool:
         """Whether `caller` is listed; a caller sent without its `+` (digits only) too."""
@@ -139,9 +144,6 @@ class WeeklyWindow(WireModel):
     days: list[Day] = Field(min_length=1, max_length=len(DAYS))
     from_: str = Field(alias="from", json_schema_extra={"pattern": _START_PATTERN})
     to: str = Field(json_schema_extra={"pattern": _END_PATTERN})
-    _weekdays: frozenset[int] = PrivateAttr(default=frozenset())
-    _start: int = PrivateAttr(default=0)
-    _end: int = PrivateAttr(default=0)
 
     @field_validator("days")
     @classmethod
@@ -164,27 +166,30 @@ class WeeklyWindow(WireModel):
         return value
 
     @model_validator(mode="after")
-    def _index(self) -> WeeklyWindow:
-        start, end = _minutes(self.from_, end=False), _minutes(self.to, end=True)
-        if start == end:
+    def _has_a_length(self) -> WeeklyWindow:
+        if self.from_ == self.to:
             raise ValueError(
                 f"from and to are both {self.from_}: a window must have a length "
                 "(00:00 to 24:00 is the whole day)"
             )
-        self._weekdays = frozenset(DAYS.index(day) for day in self.days)
-        self._start, self._end = start, end
         return self
+
+    @cached_property
+    def _span(self) -> tuple[frozenset[int], int, int]:
+        """The window's weekdays (Monday 0), and its `from` and `to` in minutes."""
+        weekdays = frozenset(DAYS.index(day) for day in self.days)
+        return weekdays, _minutes(self.from_, end=False), _minutes(self.to, end=True)
 
     def covers(self, weekday: int, minute: int, yesterday_counts: bool) -> bool:
         """Whether the window is open at `minute` of a day that is `weekday`; the part of
         yesterday's window after midnight counts only when `yesterday_counts`."""
-        start, end = self._start, self._end
+        weekdays, start, end = self._span
         if start < end:
-            return weekday in self._weekdays and start <= minute < end
+            return weekday in weekdays and start <= minute < end
         # Across midnight: from `start` on its own day, until `end` on the next.
         if minute >= start:
-            return weekday in self._weekdays
-        return minute < end and yesterday_counts and (weekday - 1) % 7 in self._weekdays
+            return weekday in weekdays
+        return minute < end and yesterday_counts and (weekday - 1) % 7 in weekdays
 
 
 class ScheduleHookFilter(WireModel):
@@ -204,8 +209,6 @@ class ScheduleHookFilter(WireModel):
         | None
     ) = Field(default=None, max_length=MAX_EXCEPT_DATES)
     match: Literal["inside", "outside"]
-    _zone: tzinfo = PrivateAttr()  # set when validated
-    _closed: frozenset[date] = PrivateAttr(default=frozenset())
 
     @field_validator("time_zone")
     @classmethod
@@ -214,14 +217,19 @@ class ScheduleHookFilter(WireModel):
         return value
 
     @model_validator(mode="after")
-    def _index(self) -> ScheduleHookFilter:
-        dates = self.except_dates or []
-        twice = _repeated(dates)
+    def _dates_once_each(self) -> ScheduleHookFilter:
+        twice = _repeated(self.except_dates or [])
         if twice is not None:
             raise ValueError(f"exceptDates lists {twice} twice")
-        self._zone = _zone(self.time_zone)
-        self._closed = frozenset(date.fromisoformat(d) for d in dates)
         return self
+
+    @cached_property
+    def _zone(self) -> tzinfo:
+        return _zone(self.time_zone)
+
+    @cached_property
+    def _closed(self) -> frozenset[date]:
+        return frozenset(date.fromisoformat(d) for d in self.except_dates or ())
 
     def local_time(self, epoch_seconds: float) -> datetime:
         """The moment on the schedule's clock."""
