@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -16,6 +17,8 @@ from router.pipeline import decision as d
 from router.pipeline.decide import AssistantRequestResult, decide
 from router.pipeline.decision import Connect, Decision, Reject, Say
 from router.pipeline.inbound_call import InboundCall
+from router.providers.plugin import WebhookRequest
+from router.providers.twilio import TwilioProvider
 
 from .helpers import CALLER, make_call, make_number
 
@@ -158,6 +161,31 @@ async def test_a_call_whose_provider_reports_no_attestation_is_none() -> None:
     """No reader (Vonage, a simulated call) is `none`: screened by a list naming `none`."""
     assert await fires(levels("none"), "2026-06-03T12:00:00Z")
     assert not await fires(levels("A", "B"), "2026-06-03T12:00:00Z")
+
+
+@pytest.mark.parametrize(
+    "verstat", ["TN-Validation-Passed-Z", "Passed", "TN-Validation-Passed-A-Diverted", "  "]
+)
+async def test_an_unknown_attestation_in_a_webhook_is_none(verstat: str) -> None:
+    """A `StirVerstat` router does not know, parsed from a Twilio webhook, is decided as
+    `none`: a hook screening `none` catches it, one listing the levels does not."""
+    body = urlencode(
+        {"CallSid": "CA1", "From": CALLER, "To": "+14155550100", "StirVerstat": verstat}
+    )
+    req = WebhookRequest.create(
+        method="POST",
+        url="https://router.example.com/twilio/voice",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        body=body.encode(),
+        received_at=0.0,
+        wall_time=at("2026-06-03T12:00:00Z"),
+    )
+    call = TwilioProvider().parse(req)
+    number = make_number(hooks=[hook(levels("none"))], assistantId="a1")
+    decision = await decide(
+        number, call, org_server=None, assistant_request=never_asked, apology=APOLOGY
+    )
+    assert decision.trace[0] == "hooks.ringing:filter[0.0]:oneOf:attestation=none:matched"
 
 
 # --- schedules ----------------------------------------------------------------------------
