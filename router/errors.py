@@ -36,7 +36,7 @@ _UNSET = object()
 # Labels pydantic gives the members of a plain union (`str | CustomMessage`): builtin type
 # names, and model class names, which are capitalised where wire fields are camelCase.
 _MEMBER_LABELS = frozenset({"str", "int", "float", "bool", "none"})
-_TAG_FIELDS = ("type", "on", "provider")
+_TAG_FIELDS = ("type", "on", "provider", "key")
 
 
 def _child(node: Any, key: int | str) -> Any:
@@ -61,11 +61,32 @@ def _is_union_tag(node: Any, item: str, following: int | str) -> bool:
     return not into_field
 
 
-def _path(loc: tuple[int | str, ...], data: Any = _UNSET) -> str:
-    """The field's path as clients wrote it (`hooks[0].do`), without pydantic's union labels."""
+def _path(
+    loc: tuple[int | str, ...],
+    data: Any = _UNSET,
+    *,
+    at_union: bool = False,
+    missing: bool = False,
+) -> str:
+    """The field's path as clients wrote it (`hooks[0].do`), without pydantic's union labels.
+
+    A location may end in a union's tag: an object's own error (the tag is not one of its
+    fields), or, with `at_union`, the error of a union nested in it (a `oneOf` filter's
+    `key`, inside the filters' `type`): the path ends at the object. With `missing`, the
+    last item is the absent field, even when it is named like a tag (`oneOf`).
+    """
     parts: list[str] = []
     node = data
     for index, item in enumerate(loc):
+        if (
+            index + 1 == len(loc)
+            and not missing
+            and isinstance(item, str)
+            and isinstance(node, dict)
+            and any(node.get(f) == item for f in _TAG_FIELDS)
+            and (at_union or item not in node)
+        ):
+            break
         if isinstance(item, int):
             parts.append(f"[{item}]")
             node = _child(node, item)
@@ -123,7 +144,9 @@ def validation_messages(exc: ValidationError, prefix: str = "", data: Any = _UNS
     """
     messages: list[str] = []
     for error in exc.errors(include_url=False):
-        path = _path(tuple(error["loc"]), data)
+        kind = error["type"]
+        loc = tuple(error["loc"])
+        path = _path(loc, data, at_union=kind.startswith("union_tag"), missing=kind == "missing")
         if prefix:
             path = prefix if path == "body" else f"{prefix}.{path}"
         ctx = {k: v for k, v in (error.get("ctx") or {}).items()}

@@ -1,7 +1,11 @@
 """The OpenAPI document served at `/openapi.json`: the seed spec plus router's additions.
 
 The seed's operations and schemas are served exactly as the seed has them; router's
-own operations (Twilio import, credentials, call records) are added beside them.
+own operations (Twilio import, credentials, call records) are added beside them. Router's
+extensions to the seed's own shapes (SPEC §12: `call.ringing` filters and the `reject`
+action) widen the seed's schema at a few places, listed in `x-router-extensions`: each
+JSON pointer there is served as `oneOf` the seed's schema and the extensions' schemas,
+so everything the seed accepts is still accepted, and nothing else changes.
 """
 
 from __future__ import annotations
@@ -18,11 +22,30 @@ from pydantic.json_schema import models_json_schema
 
 from router.api.edge import json_response
 from router.models.credentials import CREATE_CREDENTIAL_MODELS, CREDENTIAL_MODELS
+from router.models.ringing import (
+    AttestationHookFilter,
+    CallerNumberHookFilter,
+    RejectPhoneNumberHookAction,
+    ScheduleHookFilter,
+)
+from router.models.wire import WireModel
 from router.state import OPENAPI
 
 routes = web.RouteTableDef()
 
 _REF = "#/components/schemas/{model}"
+EXTENSIONS_KEY = "x-router-extensions"
+# Where router widens a seed schema (a JSON pointer into the document), and with what.
+EXTENSION_POINTS: dict[str, tuple[type[WireModel], ...]] = {
+    "/components/schemas/PhoneNumberHookCallRinging/properties/filters/items": (
+        CallerNumberHookFilter,
+        AttestationHookFilter,
+        ScheduleHookFilter,
+    ),
+    "/components/schemas/PhoneNumberHookCallRinging/properties/do/items": (
+        RejectPhoneNumberHookAction,
+    ),
+}
 
 
 def _seed() -> dict[str, Any]:
@@ -43,6 +66,37 @@ def _import_dto() -> dict[str, Any]:
 
 def _one_of(names: list[str]) -> dict[str, Any]:
     return {"oneOf": [{"$ref": _REF.format(model=n)} for n in names]}
+
+
+def _add_extensions(doc: dict[str, Any]) -> None:
+    """Widen the seed at each `EXTENSION_POINTS` pointer, and list them in the document."""
+    schemas = doc["components"]["schemas"]
+    models = [m for added in EXTENSION_POINTS.values() for m in added]
+    _, generated = models_json_schema(
+        [(m, "validation") for m in models], by_alias=True, ref_template=_REF
+    )
+    for name, schema in generated.get("$defs", {}).items():
+        if name in schemas:
+            raise ValueError(f"router extension {name} would replace the seed's schema")
+        schema["x-router-extension"] = True
+        schemas[name] = schema
+    listed: dict[str, list[str]] = {}
+    for pointer, added in EXTENSION_POINTS.items():
+        *parents, last = pointer.strip("/").split("/")
+        parent: dict[str, Any] = doc
+        for key in parents:
+            parent = parent[key]
+        seed = parent[last]
+        refs = [{"$ref": _REF.format(model=m.__name__), "title": m.__name__} for m in added]
+        # A seed `oneOf` (the ringing hook's actions) gains members; anything else (the
+        # filters' single `$ref`) becomes the first member of a new `oneOf`.
+        parent[last] = (
+            {**seed, "oneOf": [*seed["oneOf"], *refs]}
+            if set(seed) == {"oneOf"}
+            else {"oneOf": [seed, *refs]}
+        )
+        listed[pointer] = [m.__name__ for m in added]
+    doc[EXTENSIONS_KEY] = listed
 
 
 def _operation(op_id: str, summary: str, **extra: Any) -> dict[str, Any]:
@@ -135,6 +189,7 @@ def _document() -> dict[str, Any]:
             responses=answer("200", _one_of(record_names)),
         ),
     }
+    _add_extensions(doc)
     doc["info"]["title"] = "router API"
     return doc
 

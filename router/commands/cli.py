@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from router import __version__
+from router.models.ringing import ATTESTATIONS
 from router.ops.limits import raise_open_files_limit
 from router.settings import Settings, load_settings
 from router.store.interface import StoreUnavailable
@@ -65,6 +67,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(value: str) -> datetime:
+    """`--at`: an ISO 8601 time that says its offset (a time without one names no instant)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 time (e.g. 2026-12-24T18:30:00-05:00 or ...Z)"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no offset: add Z or one like -05:00 (a local time names no instant)"
+        )
+    return moment
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     import asyncio
     import json
@@ -80,6 +97,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"router: --response is not JSON: {exc}", file=sys.stderr)
         return 2
     request = Request(
+        at=args.at,
+        attestation=args.attestation,
         caller=args.caller,
         to=args.to,
         sip_uri=args.sip_uri,
@@ -234,6 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--response", help="the server's assistant-request answer (JSON), not sent")
     sim.add_argument("--offline", action="store_true", help="treat the server as unreachable")
     sim.add_argument("--render", metavar="PROVIDER", help="also render the answer, e.g. twilio")
+    sim.add_argument(
+        "--at",
+        type=_moment,
+        metavar="TIME",
+        help="when the call rings, ISO 8601 with an offset or Z, e.g. 2026-12-24T18:30:00-05:00 "
+        "(default: now); ringing hooks' schedules read it",
+    )
+    sim.add_argument(
+        "--attestation",
+        default="none",
+        choices=list(ATTESTATIONS),
+        help="the STIR/SHAKEN level the provider reports for the call (default: none)",
+    )
     sim.set_defaults(func=cmd_simulate)
 
     check = add("check-config", "validate the settings and print what the worker would use")

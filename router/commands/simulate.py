@@ -3,7 +3,8 @@
 The number comes from the store (by called number or SIP URI) or from a JSON file in
 the API's create shape. The assistant-request is really sent to the number's (or the
 org's) server, unless `--response` gives the server's answer or `--offline` treats the
-server as unreachable.
+server as unreachable. The call rings at `--at` (default now), with the STIR/SHAKEN level
+`--attestation` (default `none`), which ringing hooks' schedule and attestation filters read.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from router.models.phone_numbers import (
     lookup_key,
     sip_lookup_key,
 )
+from router.models.ringing import Attestation
 from router.models.wire import normalize_e164
 from router.pipeline.assistant_request import AssistantRequestClient
 from router.pipeline.decide import AssistantRequestResult, decide
@@ -56,6 +59,8 @@ class Request:
     offline: bool
     render: str | None
     account: str | None = None  # the provider account (Twilio AccountSid), with `to`
+    at: datetime | None = None  # when the call rings (aware); None: now
+    attestation: Attestation = "none"  # the level the provider would report
 
 
 READ_ONLY_FIELDS = ("id", "orgId", "createdAt", "updatedAt", "status")
@@ -158,6 +163,8 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
     else:
         raise SimulateError("give --to, --sip-uri or --number-file")
     loop = asyncio.get_running_loop()
+    rings_at = request.at.timestamp() if request.at is not None else time.time()
+    level = request.attestation
     call = InboundCall(
         provider=number.provider if number.provider != "byo-phone-number" else "sip",
         provider_call_id=f"SIM{int(time.time() * 1000)}",
@@ -165,6 +172,8 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
         to_number=getattr(number, "number", None),
         received_at=loop.time(),
         sip_uri=getattr(number, "sip_uri", None),
+        wall_time=rings_at,
+        attestation_reader=lambda _params: level,
     )
     orgs = Orgs(settings.all_orgs())
     budget = settings.twilio_budget_seconds
@@ -191,7 +200,12 @@ async def simulate(settings: Settings, request: Request) -> dict[str, Any]:
             assistant_request=requester,
             apology=settings.apology_message,
         )
-    out: dict[str, Any] = {"number": lookup_key(number), "caller": request.caller}
+    out: dict[str, Any] = {
+        "number": lookup_key(number),
+        "caller": request.caller,
+        "at": datetime.fromtimestamp(rings_at, UTC).isoformat().replace("+00:00", "Z"),
+        "attestation": level,
+    }
     out["decision"] = decision.to_dict()
     runtimes = settings.runtimes()
     edge = "sip" if number.provider in ("vapi", "byo-phone-number") else number.provider

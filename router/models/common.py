@@ -1,12 +1,23 @@
-"""Schemas shared by every provider: servers, transfer destinations, hooks (seed spec)."""
+"""Schemas shared by every provider: servers, transfer destinations, hooks (seed spec).
+
+Router's extensions to `call.ringing` hooks (SPEC §12: caller lists, schedules,
+attestation, the reject action) are in router/models/ringing.py.
+"""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from router.models.languages import LANGUAGE_CODES
+from router.models.ringing import (
+    AttestationHookFilter,
+    CallerNumberHookFilter,
+    RejectPhoneNumberHookAction,
+    ScheduleHookFilter,
+)
 from router.models.wire import Headers, SipUri, WireModel, check_number
 
 ENDED_REASONS_ASSISTANT_REQUEST = (
@@ -204,6 +215,11 @@ class SayPhoneNumberHookAction(WireModel):
 HookAction = Annotated[
     TransferPhoneNumberHookAction | SayPhoneNumberHookAction, Field(discriminator="type")
 ]
+# Router extension: a ringing hook may also reject the call (not answered).
+RingingHookAction = Annotated[
+    TransferPhoneNumberHookAction | SayPhoneNumberHookAction | RejectPhoneNumberHookAction,
+    Field(discriminator="type"),
+]
 
 
 class PhoneNumberCallRingingHookFilter(WireModel):
@@ -218,6 +234,18 @@ class PhoneNumberCallRingingHookFilter(WireModel):
         return any(digits.startswith(prefix.removeprefix("+")) for prefix in self.starts_with)
 
 
+# Vapi's `startsWith`, and router's extensions: `oneOf` (by `key`) and `schedule`.
+RingingHookFilter = Annotated[
+    PhoneNumberCallRingingHookFilter
+    | Annotated[CallerNumberHookFilter | AttestationHookFilter, Field(discriminator="key")]
+    | ScheduleHookFilter,
+    Field(discriminator="type"),
+]
+# The router extension filters: a hook holding one lists each filter it evaluates in
+# the decision's trace (Vapi's `startsWith` alone traces as it always has).
+EXTENSION_FILTERS = (CallerNumberHookFilter, AttestationHookFilter, ScheduleHookFilter)
+
+
 class PhoneNumberCallEndingHookFilter(WireModel):
     """Matches when the call's ended reason is one of the listed reasons: the
     assistant-request ones, and router's `runtime-unavailable` (no runtime took the call:
@@ -230,8 +258,14 @@ class PhoneNumberCallEndingHookFilter(WireModel):
 
 class PhoneNumberHookCallRinging(WireModel):
     on: Literal["call.ringing"]
-    filters: list[PhoneNumberCallRingingHookFilter] | None = None
-    do: list[HookAction]
+    filters: list[RingingHookFilter] | None = None
+    do: list[RingingHookAction]
+
+    @cached_property
+    def explains_filters(self) -> bool:
+        """Whether the trace lists each filter evaluated: when one is a router extension.
+        (Cached: read on every call of a hook with filters.)"""
+        return any(isinstance(f, EXTENSION_FILTERS) for f in self.filters or ())
 
 
 class PhoneNumberHookCallEnding(WireModel):

@@ -5,7 +5,9 @@ webhooks, a dry-run command and table tests. Rules the spec leaves open, decided
 
 - Ringing hooks: an empty `filters` list is the same as none (matches every caller). A hook
   whose first action is a `transfer` without `destination` (or whose `do` is empty) does
-  nothing, and the next hook is tried.
+  nothing, and the next hook is tried. Router's extension filters (exact callers,
+  attestation, schedules: router/models/ringing.py) match like `startsWith`, all of a
+  hook's filters together; its `reject` action rejects (`call.ringing.hook-executed-reject`).
 - Static targets: an empty-string `assistantId` / `squadId` / `workflowId` counts as unset.
 - Server: the number's `server` when it has a `url`, else the org's when it has one.
 - The response, first rule that applies (any key whose value is `null` counts as absent):
@@ -22,9 +24,11 @@ webhooks, a dry-run command and table tests. Rules the spec leaves open, decided
   When one runs, the ended reason becomes `call.ending.hook-executed-*` and the original
   reason is kept in `failure_reason`.
 
-The trace names each step passed, in order: `blocked`; `hooks.ringing:matched[i]` /
-`unmatched[i]` / `noop[i]` (i: the position in the number's `hooks` array) then `say` or
-`transfer`; `assistantId` / `squadId` / `workflowId`; `server:number|org|none`;
+The trace names each step passed, in order: `blocked`; in a hook holding an extension
+filter, `hooks.ringing:filter[i.j]:<what it read>:matched|unmatched` for each filter
+evaluated (j: its position in `filters`); `hooks.ringing:matched[i]` / `unmatched[i]` /
+`noop[i]` (i: the position in the number's `hooks` array) then `say`, `transfer` or
+`reject`; `assistantId` / `squadId` / `workflowId`; `server:number|org|none`;
 `assistant-request:<ok|timeout|transport|http-NNN|non-json|not-object|too-large>`;
 `response:<error|unspeakable-error|destination|invalid-destination|invalid:<key>|empty|<key>>`;
 `failure:<reason>`; `hooks.ending:matched[i]|unmatched[i]|noop[i]` then `say` or `transfer`;
@@ -40,13 +44,20 @@ from typing import Any, Final, Literal, Protocol
 from pydantic import ValidationError
 
 from router.models.common import (
+    PhoneNumberCallRingingHookFilter,
     PhoneNumberHookCallEnding,
     PhoneNumberHookCallRinging,
+    RingingHookFilter,
     SayPhoneNumberHookAction,
     Server,
     TransferPhoneNumberHookAction,
 )
 from router.models.phone_numbers import AnyPhoneNumber
+from router.models.ringing import (
+    AttestationHookFilter,
+    CallerNumberHookFilter,
+    RejectPhoneNumberHookAction,
+)
 from router.pipeline import decision as d
 from router.pipeline.decision import (
     AssistantRequestFacts,
@@ -140,7 +151,14 @@ async def decide(
     for index, hook in enumerate(number.hooks or ()):
         if not isinstance(hook, PhoneNumberHookCallRinging):
             continue
-        if hook.filters and not all(f.matches(call.from_number) for f in hook.filters):
+        filters = hook.filters
+        if filters and not (
+            _explained_filters_match(hook, call, index, trace)
+            if hook.explains_filters
+            # Vapi's `startsWith` alone: matched and traced as always, at no extra cost.
+            # union-attr: a hook without extension filters holds `startsWith` filters only.
+            else all(f.matches(call.from_number) for f in filters)  # type: ignore[union-attr]
+        ):
             trace.append(f"hooks.ringing:unmatched[{index}]")
             continue
         action = hook.do[0] if hook.do else None
@@ -151,6 +169,9 @@ async def decide(
             trace += [f"hooks.ringing:matched[{index}]", "transfer"]
             outcome = Transfer.to(action.destination)
             return Decision(outcome, "hook", d.RINGING_TRANSFER, tuple(trace))
+        if isinstance(action, RejectPhoneNumberHookAction):
+            trace += [f"hooks.ringing:matched[{index}]", "reject"]
+            return Decision(Reject(), "hook", d.RINGING_REJECT, tuple(trace))
         trace.append(f"hooks.ringing:noop[{index}]")
 
     static: tuple[tuple[str | None, TargetKind], ...] = (
@@ -180,6 +201,37 @@ async def decide(
         return Decision(verdict.connect, "assistant-request", None, tuple(trace), None, facts)
     trace.append(f"failure:{verdict.reason}")
     return _failure_branch(number, verdict, trace, apology, facts)
+
+
+def _explained_filters_match(
+    hook: PhoneNumberHookCallRinging, call: InboundCall, index: int, trace: list[str]
+) -> bool:
+    """Whether every filter of `hook`, which holds a router extension filter, matches
+    `call`; each filter evaluated is traced, up to the first that does not match."""
+    for position, ringing_filter in enumerate(hook.filters or ()):
+        matched, seen = _filter_verdict(ringing_filter, call)
+        verdict = "matched" if matched else "unmatched"
+        trace.append(f"hooks.ringing:filter[{index}.{position}]:{seen}:{verdict}")
+        if not matched:
+            return False
+    return True
+
+
+def _filter_verdict(ringing_filter: RingingHookFilter, call: InboundCall) -> tuple[bool, str]:
+    """Whether one filter matches, and what it saw, for the trace: the caller's level of
+    attestation, or the schedule's state and the local time it read."""
+    if isinstance(ringing_filter, PhoneNumberCallRingingHookFilter):
+        return ringing_filter.matches(call.from_number), "startsWith"
+    if isinstance(ringing_filter, CallerNumberHookFilter):
+        return ringing_filter.matches(call.from_number), "oneOf:number"
+    if isinstance(ringing_filter, AttestationHookFilter):
+        level = call.attestation
+        return level in ringing_filter.one_of, f"oneOf:attestation={level}"
+    local = ringing_filter.local_time(call.wall_time)
+    state = ringing_filter.state_at(local)
+    inside = state == "open"
+    seen = f"schedule:{state}@{local.isoformat(timespec='minutes')}"
+    return inside == (ringing_filter.match == "inside"), seen
 
 
 def _server_for(own: Server | None, org: Server | None, trace: list[str]) -> Server | None:

@@ -6,7 +6,8 @@ webhook, so every type here round-trips through JSON (`to_dict` / `from_dict`).
 Routes (the `route` field of `call.routed`, SPEC §9), one per path of SPEC §5:
 
 - `reject`: the number is `blocked`.
-- `hook`: a `call.ringing` hook, or a `call.ending` hook in the failure branch, ran.
+- `hook`: a `call.ringing` hook (its `say`, `transfer` or `reject`), or a `call.ending`
+  hook in the failure branch, ran.
 - `assistant` / `squad` / `workflow`: the number's own `assistantId` / `squadId` / `workflowId`.
 - `assistant-request`: the server's answer was followed: a connect, or its `destination`
   (transfer) when no `call.ending` hook overrides the forwarding.
@@ -42,6 +43,8 @@ NO_ASSISTANT: Final = "assistant-request-returned-no-assistant"
 FORWARDING: Final = "assistant-request-returned-forwarding-phone-number"
 RINGING_SAY: Final = "call.ringing.hook-executed-say"
 RINGING_TRANSFER: Final = "call.ringing.hook-executed-transfer"
+# Router extension: a `call.ringing` hook's `{"type": "reject"}` (SPEC §12).
+RINGING_REJECT: Final = "call.ringing.hook-executed-reject"
 ENDING_SAY: Final = "call.ending.hook-executed-say"
 ENDING_TRANSFER: Final = "call.ending.hook-executed-transfer"
 # Router extension: Vapi has no reason for a blocked number, ops still want one to filter on.
@@ -61,6 +64,7 @@ EndedReason: TypeAlias = Literal[
     FailureReason,
     "call.ringing.hook-executed-say",
     "call.ringing.hook-executed-transfer",
+    "call.ringing.hook-executed-reject",
     "call.ending.hook-executed-say",
     "call.ending.hook-executed-transfer",
     "phone-number-blocked",

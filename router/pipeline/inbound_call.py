@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from router.models.ringing import Attestation
+
+# Reads a provider's STIR/SHAKEN fields out of a call's `params`.
+AttestationReader = Callable[[Mapping[str, Any]], Attestation]
 
 
 def _new_call_id() -> str:
@@ -37,6 +42,15 @@ class InboundCall:
     params: Mapping[str, Any] = field(default_factory=dict)  # the provider's raw fields
     id: str = field(default_factory=_new_call_id)  # router's call id (Vapi's `call.id`)
     wall_time: float = field(default_factory=time.time)
+    # How the provider reports STIR/SHAKEN, set by its parse; None: it reports nothing.
+    # Read only when a filter asks (`attestation`), so other calls pay nothing for it.
+    attestation_reader: AttestationReader | None = None
+
+    @property
+    def attestation(self) -> Attestation:
+        """The STIR/SHAKEN level the provider reports: A, B, C, failed, or none."""
+        read = self.attestation_reader
+        return "none" if read is None else read(self.params)
 
     @property
     def created_at(self) -> datetime:

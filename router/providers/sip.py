@@ -44,10 +44,12 @@ from router.models.phone_numbers import (
     VapiPhoneNumber,
     sip_lookup_key,
 )
+from router.models.ringing import Attestation
 from router.models.wire import OpenModel, normalize_e164
-from router.pipeline.decision import Connect, Decision, Reject, Say, Transfer
+from router.pipeline.decision import RINGING_REJECT, Connect, Decision, Reject, Say, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers import sip_digest as digest
+from router.providers.attestation import verstat_level
 from router.providers.plugin import (
     FINAL_STATUSES,
     AttemptResult,
@@ -73,7 +75,18 @@ CHALLENGE_STATUS: Final = 401
 CHALLENGE_HEADER: Final = "WWW-Authenticate"
 UNKNOWN_NUMBER: Final = (404, "Not Found")
 BLOCKED_NUMBER: Final = (403, "Forbidden")
+# A `call.ringing` hook's reject: the number's owner declines this call (RFC 3261 603:
+# the callee was reached and does not wish to take it; the caller's network does not
+# try elsewhere).
+DECLINED_BY_HOOK: Final = (603, "Decline")
 DEFAULT_REALM: Final = "router"
+_LEVELS: Final[Mapping[str, Attestation]] = {
+    "a": "A",
+    "b": "B",
+    "c": "C",
+    "failed": "failed",
+    "none": "none",
+}
 # Standard headers a transfer may set by name; any other name gets the `x-` prefix.
 PLAIN_HEADERS: Final = frozenset(
     {"user-to-user", "remote-party-id", "p-preferred-identity", "p-called-party-id"}
@@ -109,6 +122,8 @@ class RouteRequest(OpenModel):
     headers: dict[str, str | list[str]] = Field(default_factory=dict)
     authorization: str | None = Field(default=None, max_length=4096)
     method: str = ROUTED_METHOD
+    # Router extension: the STIR/SHAKEN level the edge verified (`attestation()`).
+    attestation: str | None = Field(default=None, max_length=100)
 
 
 class StatusRequest(OpenModel):
@@ -242,8 +257,10 @@ class SipProvider:
                 "headers": body.headers,
                 "method": ROUTED_METHOD,
                 "authorization": body.authorization,
+                "attestation": body.attestation,
             },
             wall_time=req.wall_time,
+            attestation_reader=attestation,
         )
 
     def render(
@@ -285,7 +302,8 @@ class SipProvider:
             body = {"action": "say", **head, "text": outcome.text, "hangup": True}
         else:
             assert isinstance(outcome, Reject)
-            status, reason = BLOCKED_NUMBER
+            hook = decision.ended_reason == RINGING_REJECT
+            status, reason = DECLINED_BY_HOOK if hook else BLOCKED_NUMBER
             body = {"action": "reject", **head, "status": status, "reason": reason}
         body |= {
             "route": decision.route,
@@ -377,6 +395,17 @@ def scoped_call_id(sip_call_id: str, lookup_key: str) -> str:
     """The SIP Call-ID plus `~` and 12 hex digits of the called number's key."""
     scope = hashlib.sha256(lookup_key.encode()).hexdigest()[:CALL_ID_SUFFIX_HEX]
     return f"{sip_call_id}~{scope}"
+
+
+def attestation(fields: Mapping[str, Any]) -> Attestation:
+    """The `attestation` the edge sent: router's level (`A`, `B`, `C`, `failed`, `none`),
+    or a `verstat` value as the edge found it (router/providers/attestation.py); absent
+    or unknown: `none`."""
+    value = fields.get("attestation")
+    if not isinstance(value, str):
+        return "none"
+    level = _LEVELS.get(value.strip().lower())
+    return level if level is not None else verstat_level(value)
 
 
 def caller_number(value: str) -> str:

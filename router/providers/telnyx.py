@@ -44,9 +44,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote
 
 from nacl.exceptions import CryptoError
@@ -55,6 +55,7 @@ from nacl.signing import VerifyKey
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TelnyxCredential
 from router.models.phone_numbers import AnyPhoneNumber, TelnyxPhoneNumber
+from router.models.ringing import Attestation
 from router.pipeline.decision import Connect, Decision, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
@@ -97,6 +98,20 @@ DIAL_TIMEOUT_BOUNDS: Final = (5, 120)
 _TIMESTAMP: Final = re.compile(r"[0-9]{1,15}")
 # `account_id`: the TeXML application, else the account.
 _ACCOUNT_FIELDS: Final = ("ConnectionId", "AccountSid")
+_LEVELS: Final[Mapping[str, Attestation]] = {"A": "A", "B": "B", "C": "C"}
+
+
+def attestation(fields: Mapping[str, Any]) -> Attestation:
+    """The STIR/SHAKEN level of a TeXML request: `ShakenStirAttestation` (A, B or C) when
+    `ShakenStirValidated` is true, `failed` when it is false; `none` without a level, with
+    another value, or when the validation is not stated (a level nobody verified)."""
+    raw = fields.get("ShakenStirAttestation")
+    level = _LEVELS.get(raw.strip().upper()) if isinstance(raw, str) else None
+    validated = fields.get("ShakenStirValidated")
+    verdict = validated.strip().lower() if isinstance(validated, str) else ""
+    if level is None or verdict not in ("true", "false"):
+        return "none"
+    return level if verdict == "true" else "failed"
 
 
 def signed_message(timestamp: str, body: bytes) -> bytes:
@@ -191,7 +206,7 @@ class TelnyxProvider:
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call. A withheld caller (`From` empty) becomes `anonymous`;
         `account_id` is the `ConnectionId` (the TeXML application), else `AccountSid`."""
-        return parse_call(self.name, req, req.params, _ACCOUNT_FIELDS)
+        return parse_call(self.name, req, req.params, _ACCOUNT_FIELDS, attestation)
 
     def render(
         self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext

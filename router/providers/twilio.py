@@ -20,8 +20,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
@@ -29,9 +29,11 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, 
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TwilioCredential
 from router.models.phone_numbers import AnyPhoneNumber, TwilioPhoneNumber, account_lookup_key
+from router.models.ringing import Attestation
 from router.pipeline.decision import Connect, Decision, Transfer
 from router.pipeline.inbound_call import InboundCall
 from router.providers import twiml
+from router.providers.attestation import verstat_level
 from router.providers.forms import signing_fields
 from router.providers.plugin import (
     RUNTIME_ENDPOINTS,
@@ -239,7 +241,7 @@ class TwilioProvider:
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call. A withheld caller (`From` empty) becomes `anonymous`;
         `account_id` is the `AccountSid`."""
-        return parse_call(self.name, req, _fields(req), _ACCOUNT_FIELDS)
+        return parse_call(self.name, req, _fields(req), _ACCOUNT_FIELDS, attestation)
 
     def render(
         self, decision: Decision, call: InboundCall, number: AnyPhoneNumber, ctx: RenderContext
@@ -279,6 +281,12 @@ class TwilioProvider:
     def finished(self) -> Rendered:
         """`<Hangup/>`: the conversation ended."""
         return HANG_UP
+
+
+def attestation(fields: Mapping[str, Any]) -> Attestation:
+    """The STIR/SHAKEN level of `StirVerstat` (router/providers/attestation.py); absent or
+    unknown: `none`."""
+    return verstat_level(fields.get("StirVerstat"))
 
 
 def _signature_algorithm(settings_header: str) -> str:

@@ -24,7 +24,7 @@ from router.models.common import TransferDestinationNumber, TransferPlan
 from router.models.phone_numbers import AnyPhoneNumber
 from router.models.wire import normalize_e164
 from router.pipeline.decision import Connect, Decision, Say, Transfer
-from router.pipeline.inbound_call import InboundCall
+from router.pipeline.inbound_call import AttestationReader, InboundCall
 from router.providers import twiml
 from router.providers.plugin import (
     FINAL_STATUSES,
@@ -102,9 +102,12 @@ def parse_call(
     req: WebhookRequest,
     fields: MultiMapping[str],
     account_fields: tuple[str, ...],
+    attestation: AttestationReader | None = None,
 ) -> InboundCall:
     """The ringing call. A withheld caller (`From` empty) becomes `anonymous`; a SIP `To`
-    is kept as `sip_uri`; `account_id` is the first non-empty of `account_fields`."""
+    is kept as `sip_uri`; `account_id` is the first non-empty of `account_fields`;
+    `attestation` reads the provider's STIR/SHAKEN fields when a filter asks (None: the
+    provider reports none)."""
     call_sid = one(fields, "CallSid")
     if not call_sid:
         raise MalformedWebhook("missing-call-sid")
@@ -127,6 +130,7 @@ def parse_call(
         # and a static route never reads them at all.
         params=fields,
         wall_time=req.wall_time,
+        attestation_reader=attestation,
     )
 
 

@@ -173,8 +173,32 @@ CREDENTIAL_BODIES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+# Router's extensions to ringing hooks (SPEC §12): every filter and the reject action.
+ROUTER_RINGING_HOOK: dict[str, Any] = {
+    "on": "call.ringing",
+    "filters": [
+        {"type": "startsWith", "key": "number", "startsWith": ["1"]},
+        {"type": "oneOf", "key": "number", "oneOf": ["+14155550123", "+442071838750"]},
+        {"type": "oneOf", "key": "attestation", "oneOf": ["C", "failed", "none"]},
+        {
+            "type": "schedule",
+            "timeZone": "America/New_York",
+            "weekly": [
+                {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "09:00", "to": "17:00"},
+                {"days": ["sat"], "from": "22:00", "to": "02:00"},
+                {"days": ["sun"], "from": "00:00", "to": "24:00"},
+            ],
+            "exceptDates": ["2026-12-25", "2027-01-01"],
+            "match": "outside",
+        },
+    ],
+    "do": [{"type": "reject"}],
+}
+
+
 def rich_routing() -> dict[str, Any]:
-    """Every routing field of the seed, each with nested plans, messages and bounds in use."""
+    """Every routing field of the seed, each with nested plans, messages and bounds in use,
+    and a ringing hook of router's extensions (`ROUTER_RINGING_HOOK`)."""
     return {
         "name": "Front desk",
         "assistantId": "assistant-1",
@@ -233,6 +257,7 @@ def rich_routing() -> dict[str, Any]:
                 ],
                 "do": {"type": "say", "exact": "Sorry, we could not connect you."},
             },
+            ROUTER_RINGING_HOOK,
         ],
         "fallbackDestination": {
             "type": "sip",
@@ -298,6 +323,39 @@ def patch_contradictions(doc: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
+def with_extensions(doc: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the seed `doc` widened where the served document says router extends it
+    (`x-router-extensions`: JSON pointer → the names of the schemas added there): the
+    seed's schema at each pointer becomes one member of a `oneOf` with the added ones (a
+    seed `oneOf` gains members), and the added schemas join the components. Everything
+    else is the seed's own; so a body valid against this is seed-valid but at those spots."""
+    widened = copy.deepcopy(doc)
+    schemas = widened["components"]["schemas"]
+    added_names: set[str] = set()
+    for pointer, names in served["x-router-extensions"].items():
+        *parents, last = pointer.strip("/").split("/")
+        parent = widened
+        for key in parents:
+            parent = parent[key]
+        seed = parent[last]
+        refs = [{"$ref": f"#/components/schemas/{name}", "title": name} for name in names]
+        if set(seed) == {"oneOf"}:
+            parent[last] = {"oneOf": [*seed["oneOf"], *refs]}
+        else:
+            parent[last] = {"oneOf": [seed, *refs]}
+        added_names.update(names)
+    # The added schemas, and the ones they refer to, exactly as served.
+    pending = sorted(added_names)
+    while pending:
+        name = pending.pop()
+        assert name not in schemas, f"an extension must not replace the seed's {name}"
+        schemas[name] = served["components"]["schemas"][name]
+        for ref in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(schemas[name])):
+            if ref not in schemas and ref not in pending:
+                pending.append(ref)
+    return widened
+
+
 # Request paths to the path templates of the documents (import before `{id}`).
 _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^/phone-number$"), "/phone-number"),
@@ -312,9 +370,10 @@ _ROUTES: tuple[tuple[re.Pattern[str], str], ...] = (
 class Conformance:
     """Validates response bodies against the response schema of their operation.
 
-    Seed operations are checked against the seed file itself; router's own operations
-    (Twilio import, credentials) against the document router serves, whose seed part is
-    asserted identical to the seed in test_conformance.
+    Seed operations are checked against the seed file itself, widened only where router
+    documents an extension of it (`with_extensions`); router's own operations (Twilio
+    import, credentials) against the document router serves, whose seed part is asserted
+    identical to the seed, but for those documented extensions, in test_conformance.
     """
 
     def __init__(self, seed: dict[str, Any], served: dict[str, Any]) -> None:
@@ -357,7 +416,9 @@ class Conformance:
 @cache
 def conformance() -> Conformance:
     """One checker for the session (validators are compiled once)."""
-    return Conformance(patch_contradictions(load_seed()), patch_contradictions(build_document()))
+    served = build_document()
+    seed = with_extensions(load_seed(), served)
+    return Conformance(patch_contradictions(seed), patch_contradictions(served))
 
 
 # --- the client ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .conftest import (
     vapi_body,
     vonage_body,
     vonage_credential,
+    with_extensions,
 )
 
 ALL_OPERATIONS = {
@@ -66,15 +67,45 @@ def differences(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [path]
 
 
+# Where router documents an extension of a seed schema (SPEC §12), and what it adds. A new
+# extension is added here and to the served `x-router-extensions` together.
+DOCUMENTED_EXTENSIONS = {
+    "/components/schemas/PhoneNumberHookCallRinging/properties/filters/items": [
+        "CallerNumberHookFilter",
+        "AttestationHookFilter",
+        "ScheduleHookFilter",
+    ],
+    "/components/schemas/PhoneNumberHookCallRinging/properties/do/items": [
+        "RejectPhoneNumberHookAction"
+    ],
+}
+
+
 async def test_openapi_json_serves_the_seed_operations_and_schemas_unchanged(api: Api) -> None:
-    """`GET /openapi.json` holds every seed path and operation, and every seed schema, as is."""
+    """`GET /openapi.json` holds every seed path and operation, and every seed schema, as is,
+    but where it documents a router extension: there, and only there, the seed's schema is
+    one member of a `oneOf` with the extension's (so every seed-valid value stays valid)."""
     served = expect(await api.get("/openapi.json"), 200)
     seed = load_seed()
+    assert served["x-router-extensions"] == DOCUMENTED_EXTENSIONS
+    expected = with_extensions(seed, served)
     for path, operations in seed["paths"].items():
         for method, operation in operations.items():
             assert served["paths"][path][method] == operation, f"{method} {path}"
-    for name, schema in seed["components"]["schemas"].items():
-        assert served["components"]["schemas"][name] == schema, name
+    for name in seed["components"]["schemas"]:
+        assert served["components"]["schemas"][name] == expected["components"]["schemas"][name]
+    # Widened only at the documented pointers, plus the extensions' own schemas.
+    added = {"WeeklyWindow", *(n for names in DOCUMENTED_EXTENSIONS.values() for n in names)}
+    allowed = [*DOCUMENTED_EXTENSIONS, *(f"/components/schemas/{n}" for n in added)]
+    found = differences(seed, expected)
+    assert [d for d in found if not any(d.startswith(a) for a in allowed)] == []
+    assert all(any(d.startswith(a) for d in found) for a in allowed)
+    for names in DOCUMENTED_EXTENSIONS.values():
+        for name in names:
+            extension = served["components"]["schemas"][name]
+            assert extension["x-router-extension"] is True, name
+            assert extension["description"].startswith("Router extension"), name
+            assert extension["additionalProperties"] is False, name
     assert served["components"]["securitySchemes"] == seed["components"]["securitySchemes"]
     assert served["security"] == seed["security"]
     # router's additions are there too.

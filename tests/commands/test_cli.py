@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,154 @@ def test_simulate_a_ringing_hook_from_a_file(
     assert decision["route"] == "hook"
     assert decision["endedReason"] == "call.ringing.hook-executed-say"
     assert decision["trace"] == ["hooks.ringing:matched[0]", "say"]
+
+
+POLICY_NUMBER: dict[str, Any] = {
+    **NUMBER,
+    "assistantId": "asst-1",
+    "hooks": [
+        {
+            "on": "call.ringing",
+            "filters": [{"type": "oneOf", "key": "attestation", "oneOf": ["failed"]}],
+            "do": [{"type": "reject"}],
+        },
+        {
+            "on": "call.ringing",
+            "filters": [
+                {
+                    "type": "schedule",
+                    "timeZone": "America/New_York",
+                    "weekly": [
+                        {
+                            "days": ["mon", "tue", "wed", "thu", "fri"],
+                            "from": "09:00",
+                            "to": "17:00",
+                        }
+                    ],
+                    "exceptDates": ["2026-12-25"],
+                    "match": "outside",
+                }
+            ],
+            "do": [{"type": "say", "exact": "We are closed."}],
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "route", "trace"),
+    [
+        (
+            ["--at", "2026-12-24T10:00:00-05:00"],
+            "assistant",
+            [
+                "hooks.ringing:filter[0.0]:oneOf:attestation=none:unmatched",
+                "hooks.ringing:unmatched[0]",
+                "hooks.ringing:filter[1.0]:schedule:open@2026-12-24T10:00-05:00:unmatched",
+                "hooks.ringing:unmatched[1]",
+                "assistantId",
+            ],
+        ),
+        (
+            ["--at", "2026-12-24T22:30:00Z"],  # 17:30 in New York: closed
+            "hook",
+            [
+                "hooks.ringing:filter[0.0]:oneOf:attestation=none:unmatched",
+                "hooks.ringing:unmatched[0]",
+                "hooks.ringing:filter[1.0]:schedule:closed@2026-12-24T17:30-05:00:matched",
+                "hooks.ringing:matched[1]",
+                "say",
+            ],
+        ),
+        (
+            ["--at", "2026-12-25T10:00:00-05:00", "--attestation", "B"],
+            "hook",
+            [
+                "hooks.ringing:filter[0.0]:oneOf:attestation=B:unmatched",
+                "hooks.ringing:unmatched[0]",
+                "hooks.ringing:filter[1.0]:schedule:excepted@2026-12-25T10:00-05:00:matched",
+                "hooks.ringing:matched[1]",
+                "say",
+            ],
+        ),
+        (
+            ["--at", "2026-12-24T10:00:00-05:00", "--attestation", "failed"],
+            "hook",
+            [
+                "hooks.ringing:filter[0.0]:oneOf:attestation=failed:matched",
+                "hooks.ringing:matched[0]",
+                "reject",
+            ],
+        ),
+    ],
+)
+def test_simulate_decides_at_the_given_time_and_attestation(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+    route: str,
+    trace: list[str],
+) -> None:
+    """`--at` is when the call rings (schedules read it), `--attestation` the level the
+    provider reports; both are echoed in the output."""
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps(POLICY_NUMBER))
+    code, out = _run(capsys, "simulate", "--number-file", str(path), *argv)
+    assert code == 0 and isinstance(out, dict)
+    assert out["decision"]["route"] == route
+    assert out["decision"]["trace"] == trace
+    assert out["attestation"] == (argv[3] if len(argv) > 2 else "none")
+    assert datetime.fromisoformat(out["at"]) == datetime.fromisoformat(argv[1])
+
+
+def test_simulate_renders_a_reject_hook_as_twiml_reject(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The reject action renders as the provider's reject."""
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps(POLICY_NUMBER))
+    code, out = _run(
+        capsys,
+        "simulate",
+        *("--number-file", str(path), "--attestation", "failed", "--render", "twilio"),
+    )
+    assert code == 0 and isinstance(out, dict)
+    assert out["decision"]["endedReason"] == "call.ringing.hook-executed-reject"
+    assert "<Reject/>" in out["rendered"]
+
+
+def test_simulate_defaults_to_now_and_no_attestation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Without `--at` the call rings now; without `--attestation` the level is `none`."""
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps(POLICY_NUMBER))
+    before = datetime.now(UTC)
+    code, out = _run(capsys, "simulate", "--number-file", str(path))
+    assert code == 0 and isinstance(out, dict)
+    assert before - timedelta(seconds=1) <= datetime.fromisoformat(out["at"])
+    assert datetime.fromisoformat(out["at"]) <= datetime.now(UTC)
+    assert out["attestation"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--at", "2026-12-24T10:00:00"], "has no offset"),
+        (["--at", "tomorrow"], "is not an ISO 8601 time"),
+        (["--attestation", "D"], "invalid choice: 'D'"),
+    ],
+)
+def test_simulate_refuses_a_time_without_offset_or_an_unknown_level(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    """A time that names no instant, or a level router does not know, is a usage error."""
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps(POLICY_NUMBER))
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--number-file", str(path), *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_simulate_offline_goes_to_the_fallback_and_renders_twiml(

@@ -276,6 +276,37 @@ def test_parse_reads_the_caller_from_numbers_uris_and_name_addrs(
 
 
 @pytest.mark.parametrize(
+    ("sent", "level"),
+    [
+        ("A", "A"),
+        ("b", "B"),
+        ("C", "C"),
+        ("failed", "failed"),
+        ("none", "none"),
+        ("TN-Validation-Passed-B", "B"),  # a verstat as the edge found it
+        ("TN-Validation-Passed", "A"),  # Telnyx's verstat for A
+        ("TN-Validation-Failed", "failed"),
+        ("No-TN-Validation", "none"),
+        ("X", "none"),  # unknown: none
+        (None, "none"),
+    ],
+)
+def test_the_edges_attestation_field_is_the_calls_attestation(
+    sip: SipProvider, sent: str | None, level: str
+) -> None:
+    """`attestation` in the body: router's level or a verstat value; absent or unknown: none."""
+    body = {} if sent is None else {"attestation": sent}
+    assert sip.parse(route_request(body)).attestation == level
+
+
+def test_an_attestation_that_is_not_a_string_is_a_400(sip: SipProvider) -> None:
+    """Like every field of the body: the wrong type is a malformed request."""
+    with pytest.raises(MalformedWebhook) as info:
+        sip.parse(route_request({"attestation": 3}))
+    assert info.value.reason == "invalid-field:attestation"
+
+
+@pytest.mark.parametrize(
     ("req", "reason"),
     [
         (route_request(raw=b"{"), "bad-json"),

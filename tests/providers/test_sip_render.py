@@ -235,6 +235,23 @@ def test_a_blocked_number_is_rejected_with_403() -> None:
     }
 
 
+def test_a_ringing_reject_hook_declines_with_603() -> None:
+    """The number's owner declines this call: `603 Decline`, with the hook's reason."""
+    trace = ("hooks.ringing:matched[0]", "reject")
+    body, _ = render(
+        Reject(), route="hook", ended_reason="call.ringing.hook-executed-reject", trace=trace
+    )
+    assert body == {
+        "action": "reject",
+        **HEAD,
+        "status": 603,
+        "reason": "Decline",
+        "route": "hook",
+        "endedReason": "call.ringing.hook-executed-reject",
+        "trace": list(trace),
+    }
+
+
 def test_an_unknown_number_is_rejected_with_404() -> None:
     rendered = SipProvider().reject()
     assert (rendered.status, rendered.content_type) == (200, "application/json")

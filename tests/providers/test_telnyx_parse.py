@@ -121,6 +121,36 @@ def test_a_withheld_caller_is_anonymous() -> None:
     assert provider.parse(post(voice_form(From=""))).from_number == "anonymous"
 
 
+@pytest.mark.parametrize(
+    ("attestation", "validated", "level"),
+    [
+        ("A", "true", "A"),
+        ("B", "true", "B"),
+        ("C", "True", "C"),
+        ("b", "true", "B"),
+        ("A", "false", "failed"),  # a level that did not verify
+        ("C", "false", "failed"),
+        ("A", None, "none"),  # a level nobody says was verified
+        (None, "true", "none"),
+        (None, "false", "none"),
+        ("", "", "none"),
+        ("D", "true", "none"),  # a value router does not know
+        ("A", "maybe", "none"),
+    ],
+)
+def test_shaken_stir_fields_are_the_calls_attestation(
+    attestation: str | None, validated: str | None, level: str
+) -> None:
+    """`ShakenStirAttestation` when `ShakenStirValidated` is true; `failed` when false;
+    otherwise `none`."""
+    fields = voice_form()
+    for name, value in (("ShakenStirAttestation", attestation), ("ShakenStirValidated", validated)):
+        fields.pop(name, None)
+        if value is not None:
+            fields[name] = value
+    assert provider.parse(post(fields)).attestation == level
+
+
 def test_a_sip_to_is_kept_as_the_sip_uri() -> None:
     call = provider.parse(post(voice_form(To="sip:support@acme.sip.telnyx.com")))
     assert (call.to_number, call.sip_uri) == (None, "sip:support@acme.sip.telnyx.com")

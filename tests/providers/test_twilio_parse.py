@@ -123,6 +123,36 @@ def test_withheld_caller_is_kept_or_called_anonymous(
     assert provider.parse(post(voice_form(From=sent))).from_number == parsed
 
 
+@pytest.mark.parametrize(
+    ("verstat", "level"),
+    [
+        ("TN-Validation-Passed-A", "A"),
+        ("TN-Validation-Passed-B", "B"),
+        ("TN-Validation-Passed-C", "C"),
+        ("tn-validation-passed-b ", "B"),  # case and spaces do not matter
+        ("TN-Validation-Failed-A", "failed"),
+        ("TN-Validation-Failed-C", "failed"),
+        ("TN-Validation-Failed", "failed"),
+        ("No-TN-Validation", "none"),
+        ("", "none"),
+        ("TN-Validation-Passed-D", "none"),  # a value router does not know
+        ("Spam-Likely", "none"),
+    ],
+)
+def test_stir_verstat_is_the_calls_attestation(
+    provider: TwilioProvider, verstat: str, level: str
+) -> None:
+    """`StirVerstat` maps to A, B, C, failed or none; anything unknown is `none`."""
+    assert provider.parse(post(voice_form(StirVerstat=verstat))).attestation == level
+
+
+def test_a_call_without_stir_verstat_has_no_attestation(provider: TwilioProvider) -> None:
+    """No `StirVerstat` (an unsigned carrier, a SIP call): `none`."""
+    fields = {k: v for k, v in voice_form().items() if k != "StirVerstat"}
+    assert provider.parse(post(fields)).attestation == "none"
+    assert provider.parse(post(voice_form())).attestation == "A"  # the realistic webhook
+
+
 def test_called_number_is_normalised_to_e164(provider: TwilioProvider) -> None:
     req = post(voice_form(To="14155550100"))
     assert provider.parse(req).to_number == NUMBER

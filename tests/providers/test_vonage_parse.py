@@ -76,6 +76,12 @@ def test_a_post_json_answer_is_parsed_alike(provider: VonageProvider) -> None:
     assert (call.provider_call_id, call.from_number, call.to_number) == (CALL_UUID, CALLER, NUMBER)
 
 
+def test_vonage_reports_no_attestation(provider: VonageProvider) -> None:
+    """Vonage's answer request carries no STIR/SHAKEN level: `none`, whatever fields it has."""
+    fields = answer_fields(StirVerstat="TN-Validation-Passed-A", attestation="A")
+    assert provider.parse(get(fields)).attestation == "none"
+
+
 def test_numbers_that_already_carry_a_plus_are_kept(provider: VonageProvider) -> None:
     """`+14155550123` and `14155550123` are one number."""
     call = provider.parse(get(answer_fields(to=NUMBER, **{"from": CALLER})))
