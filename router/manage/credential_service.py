@@ -20,6 +20,7 @@ from router.models.credentials import (
     CREATE_CREDENTIAL_MODELS,
     CREDENTIAL_MODELS,
     AnyCredential,
+    TelnyxCredential,
     VonageCredential,
     credential_patch_model,
     credential_secret_fields,
@@ -91,6 +92,18 @@ class Credentials:
         sent_provider = patch.pop("provider", None)
         if sent_provider is not None and sent_provider != current.provider:
             raise bad_request(f"provider cannot be changed (this credential is {current.provider})")
+        new_account = patch.get("accountId")
+        if (
+            isinstance(current, TelnyxCredential)
+            and current.account_id is not None
+            and new_account not in (None, current.account_id)
+        ):
+            # Its numbers may be keyed by it: another value would lose them.
+            raise bad_request(
+                "accountId cannot be changed: it names the Telnyx account whose calls find "
+                "this credential's numbers; create a credential for the other account and "
+                "point the numbers at it"
+            )
         new_key = patch.get("apiKey")
         if isinstance(current, VonageCredential) and new_key not in (None, current.api_key):
             # Its numbers are keyed by it (`vonage:<apiKey>:+E164`): calls would stop

@@ -19,7 +19,7 @@ from router.manage.documents import (
     require_object,
     validate,
 )
-from router.models.credentials import VonageCredential
+from router.models.credentials import TelnyxCredential, VonageCredential
 from router.models.phone_numbers import (
     PROVIDERS,
     RECORD_MODELS,
@@ -33,6 +33,7 @@ from router.models.phone_numbers import (
     CreateVapiPhoneNumberDTO,
     CreateVonagePhoneNumberDTO,
     ImportTwilioPhoneNumberDTO,
+    TelnyxPhoneNumber,
     VapiPhoneNumber,
     VonagePhoneNumber,
     account_lookup_key,
@@ -221,10 +222,12 @@ class PhoneNumbers:
         """The number's lookup key: a Vonage number's names the account of its credential
         (its `apiKey`, the `api_key` its webhooks' tokens carry)."""
         account = None
-        if isinstance(record, VonagePhoneNumber):
+        if isinstance(record, VonagePhoneNumber | TelnyxPhoneNumber):
             credential = await self._credentials.find(org_id, record.credential_id)
             if isinstance(credential, VonageCredential):
                 account = credential.api_key
+            elif isinstance(credential, TelnyxCredential):
+                account = credential.account_id
         return lookup_key(record, account)
 
     async def _write(self, org_id: str, record: AnyPhoneNumber, *, create: bool) -> str | None:
@@ -267,13 +270,15 @@ class PhoneNumbers:
         """The provider account of a stored number, read without opening secrets: a Twilio
         number's `twilioAccountSid`; a Vonage number's credential's `apiKey` (an account
         name, not one of the credential's secrets)."""
-        if doc.get("provider") != "vonage":
+        provider = doc.get("provider")
+        if provider not in ("vonage", "telnyx"):
             return doc.get("twilioAccountSid")
         org_id, credential_id = doc.get("orgId"), doc.get("credentialId")
         if not isinstance(org_id, str) or not isinstance(credential_id, str):
             return None
         credential = await self._store.get(KIND_CREDENTIAL, org_id, credential_id)
-        return None if credential is None else credential.get("apiKey")
+        field = "apiKey" if provider == "vonage" else "accountId"
+        return None if credential is None else credential.get(field)
 
     async def _check_credential(self, org_id: str, provider: str, credential_id: Any) -> None:
         wanted = CREDENTIAL_PROVIDER.get(provider)

@@ -22,6 +22,12 @@ class _TelnyxFields(_Named):
     api_key: str = Field(min_length=1, max_length=400)
     # The account's base64 Ed25519 webhook public key (32 bytes).
     public_key: str = Field(min_length=1, max_length=200)
+    # Router extension: the Telnyx account id (TeXML's `AccountSid`). With it, the
+    # credential's numbers are keyed by account (`telnyx:<accountId>:+E164`) and calls
+    # must name it (docs/routing.md#finding-the-number).
+    account_id: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9-]+$"
+    )
 
     @field_validator("public_key")
     @classmethod

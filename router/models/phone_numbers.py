@@ -283,8 +283,9 @@ def lookup_key(number: AnyPhoneNumber, account: str | None = None) -> str | None
     (Twilio's `AccountSid`, the `api_key` claim of Vonage's token), and a number belongs to
     one account at the provider, so a registration under another account can neither block
     nor intercept the owner's. A Twilio number names its account; a Vonage number's is the
-    `apiKey` of its credential, which the caller reads and passes as `account` (without
-    it, the number-only key `vonage:+E164`, as numbers stored before were keyed).
+    `apiKey` of its credential, a Telnyx number's its credential's `accountId` (TeXML's
+    `AccountSid`), which the caller reads and passes as `account` (without it, the
+    number-only key, as numbers stored before were keyed).
     """
     if isinstance(number, VapiPhoneNumber):
         return sip_lookup_key(number.sip_uri) if number.sip_uri else None
@@ -292,8 +293,8 @@ def lookup_key(number: AnyPhoneNumber, account: str | None = None) -> str | None
         return f"byo:{number.credential_id}:{number.number}" if number.number else None
     if isinstance(number, TwilioPhoneNumber):
         return account_lookup_key("twilio", number.twilio_account_sid, number.number)
-    if isinstance(number, VonagePhoneNumber) and account:
-        return account_lookup_key("vonage", account, number.number)
+    if isinstance(number, VonagePhoneNumber | TelnyxPhoneNumber) and account:
+        return account_lookup_key(number.provider, account, number.number)
     return f"{number.provider}:{number.number}"
 
 
@@ -302,9 +303,9 @@ def account_lookup_key(provider: str, account: str, number: str) -> str:
     return f"{provider}:{account}:{number}"
 
 
-# Providers whose numbers are keyed by account: their webhooks name it, signed. (Telnyx's
-# do too, `AccountSid`, but router holds no Telnyx account id to key by: docs/runbook.md.)
-ACCOUNT_SCOPED_PROVIDERS: frozenset[str] = frozenset({"twilio", "vonage"})
+# Providers whose numbers are keyed by account: their webhooks name it, signed (a Telnyx
+# number only when its credential names the account: `accountId`).
+ACCOUNT_SCOPED_PROVIDERS: frozenset[str] = frozenset({"twilio", "vonage", "telnyx"})
 
 
 def number_only_key(key: str) -> str | None:

@@ -54,7 +54,7 @@ from nacl.signing import VerifyKey
 
 from router.models.common import TransferDestinationNumber
 from router.models.credentials import AnyCredential, TelnyxCredential
-from router.models.phone_numbers import AnyPhoneNumber, TelnyxPhoneNumber
+from router.models.phone_numbers import AnyPhoneNumber, TelnyxPhoneNumber, account_lookup_key
 from router.models.ringing import Attestation
 from router.pipeline.decision import Connect, Decision, Transfer
 from router.pipeline.inbound_call import InboundCall
@@ -69,6 +69,7 @@ from router.providers.plugin import (
     VerificationFailed,
     WebhookRequest,
     number_credential,
+    same_text,
 )
 from router.providers.twiml_dialect import (
     HANG_UP,
@@ -153,10 +154,14 @@ class TelnyxProvider:
             raise VerificationFailed("missing-signature")
 
     def lookup_key(self, req: WebhookRequest) -> str | None:
-        """`telnyx:+E164` of `To` (a stream status callback's URL, which router wrote, names
-        it: the callback does not); None for SIP `To` forms."""
+        """`telnyx:<AccountSid>:+E164` of `AccountSid` and `To` (`telnyx:+E164` without an
+        `AccountSid`: numbers whose credential names no account claim that); a stream
+        status callback's URL, which router wrote, names `To`. None for SIP `To` forms."""
         number = e164(one(req.params, "To") or req.query.get("to", ""))
-        return None if number is None else f"telnyx:{number}"
+        if number is None:
+            return None
+        account = one(req.params, "AccountSid")
+        return account_lookup_key(self.name, account, number) if account else f"telnyx:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
         """The CallSid (the call control id)."""
@@ -179,6 +184,10 @@ class TelnyxProvider:
         if req.method == "GET" and req.query:  # also refused before the lookup (preverify)
             raise VerificationFailed("unsigned-query")
         credential = number_credential(credentials, number, TelnyxCredential)
+        if credential.account_id is not None and not same_text(
+            one(req.params, "AccountSid"), credential.account_id
+        ):
+            raise VerificationFailed("account-mismatch")
         key = _verify_key(credential.public_key)
         if key is None:
             raise VerificationFailed("bad-public-key")

@@ -55,7 +55,7 @@ def sign(timestamp: str | int, body: bytes, key: Ed25519PrivateKey = KEY) -> str
 
 
 def make_credential(
-    key: Ed25519PrivateKey = KEY, credential_id: str = CREDENTIAL_ID
+    key: Ed25519PrivateKey = KEY, credential_id: str = CREDENTIAL_ID, **extra: Any
 ) -> TelnyxCredential:
     return TelnyxCredential.model_validate(
         {
@@ -66,6 +66,7 @@ def make_credential(
             "provider": "telnyx",
             "apiKey": "KEY0123-telnyx-api-key",
             "publicKey": public_key(key),
+            **extra,
         }
     )
 

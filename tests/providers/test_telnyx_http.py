@@ -29,6 +29,7 @@ from structlog.typing import EventDict
 from router.app import create_app
 from router.providers import twiml
 from router.settings import Settings
+from router.state import STORE
 
 API_KEY = "telnyx-http-api-key-of-the-default-org"
 TELNYX_API_KEY = "KEY-telnyx-api-key-SECRET-http-01"
@@ -300,7 +301,9 @@ async def test_an_unknown_number_is_rejected(router: Router, logs: list[EventDic
     await router.create_number(assistantId="asst-1")
     answer = await router.post(voice_form(call_sid(), To="+14155550999"))
     assert [child.tag for child in answer.root] == ["Reject"]
-    assert named(logs, "webhook.unknown_number")[0]["to"] == "telnyx:+14155550999"
+    # The key names the call's account (numbers on an account credential are keyed so).
+    unknown = named(logs, "webhook.unknown_number")[0]["to"]
+    assert unknown == f"telnyx:{voice_form('x')['AccountSid']}:+14155550999"
 
 
 async def test_a_blocked_number_is_rejected(router: Router) -> None:
@@ -609,3 +612,90 @@ async def test_a_texml_conversation_relay_fails_over_to_a_sip_runtime(
     assert dial.tag == "Dial" and dial.get("action", "").startswith(f"{PUBLIC_URL}/telnyx/connect")
     (sip,) = list(dial)
     assert (sip.text or "").startswith("sip:agent@sip.example.com?x-router-call-id=")
+
+
+# --- numbers keyed by the Telnyx account (`accountId`, a router extension) -------------------
+
+ACCOUNT = voice_form("x")["AccountSid"]
+OTHER_API_KEY = "telnyx-http-api-key-of-the-other-org"
+
+
+async def account_router(make_router: MakeRouter) -> Router:
+    from router.settings import OrgConfig
+
+    return await make_router(orgs=[OrgConfig(id="other", apiKeys=[SecretStr(OTHER_API_KEY)])])
+
+
+async def telnyx_number_of(
+    router: Router, api_key: str, key: Ed25519PrivateKey, account: str | None, **fields: Any
+) -> tuple[int, Any]:
+    raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    credential: dict[str, Any] = {
+        "provider": "telnyx",
+        "apiKey": TELNYX_API_KEY,
+        "publicKey": base64.b64encode(raw).decode(),
+    }
+    if account is not None:
+        credential["accountId"] = account
+    headers = {"Authorization": f"Bearer {api_key}"}
+    async with router.client.post("/credential", json=credential, headers=headers) as reply:
+        created = await reply.json()
+        assert reply.status == 201, created
+    body = {"provider": "telnyx", "number": NUMBER, "credentialId": created["id"], **fields}
+    async with router.client.post("/phone-number", json=body, headers=headers) as reply:
+        return reply.status, await reply.json()
+
+
+async def test_a_number_on_an_account_credential_is_found_by_that_account_only(
+    make_router: MakeRouter, logs: list[EventDict]
+) -> None:
+    """`accountId` on the credential: the number is keyed `telnyx:<accountId>:+E164`; a
+    call naming the account routes; one naming another account (signed with the same key)
+    finds no number."""
+    router = await account_router(make_router)
+    status, _ = await telnyx_number_of(router, API_KEY, router.key, ACCOUNT, assistantId="a-1")
+    assert status == 201
+    store = router.client.app[STORE]
+    assert await store.lookup(f"telnyx:{ACCOUNT}:{NUMBER}") is not None
+    assert await store.lookup(f"telnyx:{NUMBER}") is None
+    ours = (await router.post(voice_form(call_sid()))).root
+    assert ours[0].tag == "Connect"
+    other = await router.post(voice_form(call_sid(), AccountSid="0" * 8 + ACCOUNT[8:]))
+    assert other.root[0].tag == "Reject"
+    assert len(named(logs, "webhook.unknown_number")) == 1
+
+
+async def test_a_registration_without_the_account_blocks_nothing(
+    make_router: MakeRouter,
+) -> None:
+    """Org `other` registered the number first with a credential naming no account (its
+    key `telnyx:+E164`); the owner's account credential registers it beside: a 201, and the
+    owner's calls reach the owner's number."""
+    router = await account_router(make_router)
+    squatter_key = Ed25519PrivateKey.generate()
+    status, _ = await telnyx_number_of(
+        router, OTHER_API_KEY, squatter_key, None, assistantId="their-assistant"
+    )
+    assert status == 201
+    status, _ = await telnyx_number_of(router, API_KEY, router.key, ACCOUNT, assistantId="ours")
+    assert status == 201
+    root = (await router.post(voice_form(call_sid()))).root
+    _, parameters = stream(root)
+    assert parameters["targetId"] == "ours"
+
+
+async def test_a_credentials_account_id_can_be_set_but_not_changed(
+    make_router: MakeRouter,
+) -> None:
+    router = await account_router(make_router)
+    status, number = await telnyx_number_of(router, API_KEY, router.key, None, assistantId="a")
+    assert status == 201
+    path = f"/credential/{number['credentialId']}"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with router.client.patch(path, json={"accountId": ACCOUNT}, headers=headers) as reply:
+        assert reply.status == 200, await reply.text()
+    # Keyed by number until its next update; the account's key falls back to it.
+    assert (await router.post(voice_form(call_sid()))).root[0].tag == "Connect"
+    async with router.client.patch(path, json={"accountId": "acct-2"}, headers=headers) as reply:
+        assert reply.status == 400
+        assert "accountId cannot be changed" in (await reply.json())["message"][0]

@@ -54,20 +54,26 @@ def test_the_budget_is_telnyx_budget_seconds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("to", "key"),
     [
-        (NUMBER, f"telnyx:{NUMBER}"),
-        (NUMBER.removeprefix("+"), f"telnyx:{NUMBER}"),
-        (" +14155550100 ", f"telnyx:{NUMBER}"),
+        (NUMBER, f"telnyx:{ACCOUNT_SID}:{NUMBER}"),
+        (NUMBER.removeprefix("+"), f"telnyx:{ACCOUNT_SID}:{NUMBER}"),
+        (" +14155550100 ", f"telnyx:{ACCOUNT_SID}:{NUMBER}"),
         ("sip:agent@example.sip.telnyx.com", None),
         ("", None),
     ],
 )
-def test_lookup_key_is_telnyx_and_the_e164_to(to: str, key: str | None) -> None:
+def test_lookup_key_is_telnyx_the_account_and_the_e164_to(to: str, key: str | None) -> None:
+    """`telnyx:<AccountSid>:+E164`: numbers on a credential naming the account are keyed so
+    (the pipeline falls back to `telnyx:+E164` for the others)."""
     assert provider.lookup_key(post(voice_form(To=to))) == key
+
+
+def test_without_an_account_sid_the_key_is_the_number_only() -> None:
+    assert provider.lookup_key(post(voice_form(AccountSid=""))) == f"telnyx:{NUMBER}"
 
 
 def test_lookup_key_and_call_id_are_read_from_a_get_query() -> None:
     req = get(voice_form())
-    assert provider.lookup_key(req) == f"telnyx:{NUMBER}"
+    assert provider.lookup_key(req) == f"telnyx:{ACCOUNT_SID}:{NUMBER}"
     assert provider.call_id(req) == CALL_SID
 
 

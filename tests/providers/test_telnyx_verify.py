@@ -89,6 +89,16 @@ def test_a_signed_form_post_is_accepted() -> None:
     verify(post(voice_form()))
 
 
+def test_a_credential_naming_its_account_accepts_only_that_account() -> None:
+    """`accountId` on the credential: the call's `AccountSid` must be it, signature or not
+    (a public key is no secret: another account's calls must not pass with it)."""
+    credential = make_credential(accountId=voice_form()["AccountSid"])
+    TelnyxProvider().verify(post(voice_form()), make_number(), [credential])
+    for other in ({"AccountSid": "another-account"}, {"AccountSid": ""}):
+        reason = refusal(post(voice_form(**other)), credentials=[credential])
+        assert reason == "account-mismatch"
+
+
 def test_a_get_with_fields_is_refused_because_its_query_is_not_signed() -> None:
     """A GET's signature covers only `{timestamp}|`: its query fields could be swapped by
     anyone who saw one signature, so GETs are refused (operators configure POST)."""
