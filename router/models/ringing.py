@@ -57,6 +57,14 @@ def _repeated(values: list[str]) -> str | None:
     return None
 
 
+def _once_each(values: list[str], field: str = "") -> list[str]:
+    """`values`, or a ValueError naming the first that comes twice."""
+    twice = _repeated(values)
+    if twice is not None:
+        raise ValueError(f"{field + ' ' if field else ''}lists {twice} twice")
+    return values
+
+
 def _caller(value: str) -> str:
     if not (value.isascii() and E164.fullmatch(value)):
         raise ValueError("must be a phone number in E.164 format, with its + (e.g. +14155551234)")
@@ -104,10 +112,8 @@ class CallerNumberHookFilter(WireModel):
     ] = Field(min_length=1, max_length=MAX_CALLERS)
 
     @model_validator(mode="after")
-    def _once_each(self) -> CallerNumberHookFilter:
-        twice = _repeated(self.one_of)
-        if twice is not None:
-            raise ValueError(f"oneOf lists {twice} twice")
+    def _numbers_once_each(self) -> CallerNumberHookFilter:
+        _once_each(self.one_of, "oneOf")
         return self
 
     @cached_property
@@ -130,11 +136,8 @@ class AttestationHookFilter(WireModel):
 
     @field_validator("one_of")
     @classmethod
-    def _once_each(cls, value: list[str]) -> list[str]:
-        twice = _repeated(value)
-        if twice is not None:
-            raise ValueError(f"lists {twice} twice")
-        return value
+    def _each_once(cls, value: list[str]) -> list[str]:
+        return _once_each(value)
 
 
 class WeeklyWindow(WireModel):
@@ -147,11 +150,8 @@ class WeeklyWindow(WireModel):
 
     @field_validator("days")
     @classmethod
-    def _once_each(cls, value: list[str]) -> list[str]:
-        twice = _repeated(value)
-        if twice is not None:
-            raise ValueError(f"lists {twice} twice")
-        return value
+    def _each_once(cls, value: list[str]) -> list[str]:
+        return _once_each(value)
 
     @field_validator("from_")
     @classmethod
@@ -218,9 +218,7 @@ class ScheduleHookFilter(WireModel):
 
     @model_validator(mode="after")
     def _dates_once_each(self) -> ScheduleHookFilter:
-        twice = _repeated(self.except_dates or [])
-        if twice is not None:
-            raise ValueError(f"exceptDates lists {twice} twice")
+        _once_each(self.except_dates or [], "exceptDates")
         return self
 
     @cached_property
