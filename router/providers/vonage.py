@@ -30,6 +30,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any, Final
 from warnings import catch_warnings, simplefilter
@@ -360,8 +361,18 @@ def _api_key_claim(req: WebhookRequest) -> str | None:
     `verify` checks the token (which then holds it to the credential's)."""
     try:
         token = _bearer_token(req.headers.get(AUTHORIZATION_HEADER, ""))
+    except VerificationFailed:
+        return None
+    return _unverified_api_key(token)
+
+
+# Read twice per webhook (its lookup key, its call's account): decoded once. Each token is
+# new (`jti`), so a few recent ones are all there is to keep.
+@lru_cache(maxsize=64)
+def _unverified_api_key(token: str) -> str | None:
+    try:
         claims = jwt.decode(token, options={"verify_signature": False})
-    except (VerificationFailed, jwt.InvalidTokenError):
+    except jwt.InvalidTokenError:
         return None
     api_key = claims.get("api_key")
     return api_key if isinstance(api_key, str) and api_key else None
