@@ -52,9 +52,13 @@ def load_manifests() -> list[tuple[Path, Manifest]]:
 MANIFESTS = load_manifests()
 
 
-def one(kind: str) -> Manifest:
-    found = [doc for _, doc in MANIFESTS if doc["kind"] == kind]
-    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+def one(kind: str, name: str | None = None) -> Manifest:
+    found = [
+        doc
+        for _, doc in MANIFESTS
+        if doc["kind"] == kind and (name is None or doc["metadata"]["name"] == name)
+    ]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
     return found[0]
 
 
@@ -145,7 +149,7 @@ def test_termination_grace_covers_prestop_and_the_longest_budget() -> None:
     assert command[0] == "sleep"
     pre_stop = float(command[1])
     assert pre_stop >= 3, "endpoint removal needs a few seconds to reach every proxy"
-    settings = settings_from_env(one("ConfigMap")["data"])
+    settings = settings_from_env(one("ConfigMap", "router-config")["data"])
     needed = pre_stop + shutdown_seconds(settings) + GRACE_MARGIN_SECONDS
     assert pod["terminationGracePeriodSeconds"] >= needed
 
@@ -169,7 +173,13 @@ async def test_probe_paths_answer_as_the_probes_expect(
 ) -> None:
     """Every probe path is 200 on a live worker; Redis gone, nothing cached: readiness 503."""
     redis = redis_factory()
-    env = dict(one("ConfigMap")["data"]) | {"ROUTER_REDIS_URL": redis.url}
+    # The runtimes ConfigMap as the pod sees it, mounted at ROUTER_RUNTIMES_FILE.
+    mounted = tmp_path / "runtimes.yaml"
+    mounted.write_text(one("ConfigMap", "router-runtimes")["data"]["runtimes.yaml"])
+    env = dict(one("ConfigMap", "router-config")["data"]) | {
+        "ROUTER_REDIS_URL": redis.url,
+        "ROUTER_RUNTIMES_FILE": str(mounted),
+    }
     settings = settings_from_env(env).model_copy(
         update={"redis_connect_retries": 0, "data_dir": tmp_path}
     )
@@ -194,7 +204,7 @@ async def test_probe_paths_answer_as_the_probes_expect(
 
 
 def test_config_and_secret_hold_known_settings_in_the_right_place() -> None:
-    config = one("ConfigMap")
+    config = one("ConfigMap", "router-config")
     secret = one("Secret")
     env_from = container()["envFrom"]
     assert {"configMapRef": {"name": config["metadata"]["name"]}} in env_from
@@ -240,3 +250,23 @@ def test_service_hpa_and_pdb_select_the_deployment_pods() -> None:
     assert pdb["apiVersion"] == "policy/v1"
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_the_runtimes_file_is_mounted_where_its_setting_points() -> None:
+    """The `router-runtimes` ConfigMap's runtimes.yaml is what ROUTER_RUNTIMES_FILE names in
+    the pod, and is a file router accepts."""
+    import yaml
+
+    from router.runtimes.config import Runtimes
+
+    settings = one("ConfigMap", "router-config")["data"]
+    path = settings["ROUTER_RUNTIMES_FILE"]
+    spec = one("Deployment")["spec"]["template"]["spec"]
+    [volume] = [
+        v for v in spec["volumes"] if v.get("configMap", {}).get("name") == "router-runtimes"
+    ]
+    [mount] = [m for m in container()["volumeMounts"] if m["name"] == volume["name"]]
+    assert path == f"{mount['mountPath']}/runtimes.yaml" and mount["readOnly"] is True
+    content = one("ConfigMap", "router-runtimes")["data"]["runtimes.yaml"]
+    runtimes = Runtimes.from_data(yaml.safe_load(content), settings["ROUTER_RUNTIME_URL"])
+    assert list(runtimes.by_name) == ["default"]
