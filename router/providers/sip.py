@@ -548,7 +548,11 @@ def _destination(
     if isinstance(dest, TransferDestinationNumber):
         out = {"type": "number", "number": dest.number, "extension": dest.extension}
     else:
-        out = {"type": "sip", "uri": dest.sip_uri, "headers": _sip_headers(dest.sip_headers)}
+        out = {
+            "type": "sip",
+            "uri": dest.sip_uri,
+            "headers": _sip_headers(dest.sip_headers, warnings),
+        }
     out["callerId"] = caller_id
     plan = dest.transfer_plan
     if plan is not None:
@@ -557,15 +561,24 @@ def _destination(
     return out
 
 
-def _sip_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """`sipHeaders` as SIP headers: `x-` added unless present or a standard name."""
+def _sip_headers(headers: Mapping[str, Any] | None, warnings: list[str]) -> dict[str, str]:
+    """`sipHeaders` as SIP headers: `x-` added unless present or a standard name. Control
+    characters (a CR LF would start another header in the edge's INVITE) are removed from
+    values, and said in `warnings`; a name holding one is no header name: left out."""
     out: dict[str, str] = {}
     for name, value in (headers or {}).items():
+        if _CONTROL.search(name):
+            warnings.append("sipHeaders: a header name with control characters left out")
+            continue
         lowered = name.lower()
         if not lowered.startswith("x-") and lowered not in PLAIN_HEADERS:
             name = f"x-{name}"
         # JSON spelling for booleans, as assistant-request headers are sent.
-        out[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        clean = _CONTROL.sub("", text)
+        if clean != text:
+            warnings.append(f"header {name}: control characters removed")
+        out[name] = clean
     return out
 
 

@@ -185,6 +185,29 @@ def test_transfer_to_sip_sends_sip_headers_as_x_headers() -> None:
     assert body["endedReason"] == "assistant-request-failed"
 
 
+def test_control_characters_in_sip_header_values_are_removed() -> None:
+    """Line breaks are refused where `sipHeaders` is validated; any other control character
+    (a tab, a DEL) that reaches the answer is removed from the value, and said."""
+    body, warnings = render(
+        transfer(
+            type="sip",
+            sipUri="sip:oncall@pbx.example.com",
+            sipHeaders={"Queue": "sa\x01les\x7f", "Tab": "a\tb", "Plain": "ok"},
+        ),
+        route="fallback",
+        ended_reason="assistant-request-failed",
+    )
+    assert body["destination"]["headers"] == {
+        "x-Queue": "sales",
+        "x-Tab": "ab",
+        "x-Plain": "ok",
+    }
+    assert sorted(warnings) == [
+        "header x-Queue: control characters removed",
+        "header x-Tab: control characters removed",
+    ]
+
+
 @pytest.mark.parametrize(
     ("caller_id", "from_number", "expected"),
     [
