@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     call_record_ttl_seconds: int = Field(default=86_400, ge=60)
     # How long an admitted call holds its slot under a `maxConcurrentCalls` cap when its
     # final status never comes (a lost callback): Twilio's longest call by default is 4 h.
-    admission_slot_seconds: int = Field(default=14_400, ge=60, le=172_800)
+    admission_slot_seconds: int = Field(default=14_400, ge=1, le=172_800)
     # The embedded store keeps call records in process: at most this many decisions and
     # as many statuses (about 1.5 KB per call with both), the oldest dropped first.
     call_records_max: int = Field(default=200_000, ge=1000)

@@ -186,3 +186,20 @@ async def test_an_overflow_after_an_assistant_request_still_reports_it(
     assert spoken_then_hung_up((await router.voice(voice_form(call_sid()))).root) == APOLOGY
     last = logs.routed()[-1]
     assert (last["route"], last["assistant_request_outcome"]) == ("overflow", "ok")
+
+
+async def test_a_slot_whose_end_never_comes_expires_across_workers(
+    make_router: MakeRouter, redis_url: str
+) -> None:
+    """Two workers on one Redis, slots of 1 s: a call whose final status never comes holds
+    the only slot, the next call overflows on the other worker, and once the slot expired
+    a call is connected again."""
+    one = await make_router(redis_url=redis_url, admission_slot_seconds=1)
+    two = await make_router(redis_url=redis_url, admission_slot_seconds=1)
+    await capped_number(one, 1)
+    await one.writes_settled(1)
+    assert stream_parameters((await one.voice(voice_form(call_sid()))).root)
+    assert overflowed((await two.voice(voice_form(call_sid()))).root)
+    await asyncio.sleep(1.2)
+    later = call_sid()
+    assert stream_parameters((await two.voice(voice_form(later))).root)["callId"] == later
