@@ -68,6 +68,8 @@ ENDPOINTS: Final[Mapping[str, str]] = MappingProxyType(
     # answer to a failure carries on the call, router/runtimes/attempts.py).
     {"voice": "answer", "fallback": "fallback", "status": "event", "connect": "connect"}
 )
+# SIP headers Vonage takes by their standard names (`standardHeaders`), not as `X-` ones.
+_STANDARD: Final = {"user-to-user": "User-to-User"}
 # How long a SIP runtime's leg may ring before router moves the call on.
 RUNTIME_CONNECT_TIMEOUT_SECONDS: Final = 15
 # A connected leg's `status`: what it says of the runtime's attempt.
@@ -502,9 +504,19 @@ def _transfer(
             endpoint["dtmfAnswer"] = _dtmf(dest.extension)
     else:
         endpoint = {"type": "sip", "uri": _clean(dest.sip_uri)}
-        headers = _sip_headers(dest.sip_headers or {})
+        sip_headers = dict(dest.sip_headers or {})
+        # Vonage sends `headers` as `X-<name>`; a standard header goes in `standardHeaders`
+        # under its own name (Vonage takes `User-to-User` there).
+        standard = {
+            name: sip_headers.pop(name) for name in list(sip_headers) if name.lower() in _STANDARD
+        }
+        headers = _sip_headers(sip_headers)
         if headers:
             endpoint["headers"] = headers
+        if standard:
+            endpoint["standardHeaders"] = {
+                _STANDARD[name.lower()]: _clean(str(value)) for name, value in standard.items()
+            }
     action: dict[str, Any] = {"action": "connect"}
     caller_id = _caller_id(dest.caller_id, call, number, warnings)
     if caller_id is not None:

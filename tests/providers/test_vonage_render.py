@@ -254,6 +254,19 @@ def test_transfer_to_sip_connects_the_uri_with_its_headers() -> None:
     }
 
 
+def test_user_to_user_goes_in_standard_headers() -> None:
+    """`User-to-User` is a standard SIP header: Vonage takes it in `standardHeaders` under
+    its own name (in `headers` it would be sent as `X-User-to-User`)."""
+    outcome = transfer(
+        type="sip",
+        sipUri="sip:support@pbx.example.com",
+        sipHeaders={"user-to-user": "56a390f3d2b7310023a2;encoding=hex", "Queue": "sales"},
+    )
+    (endpoint,) = actions(outcome)[1]["endpoint"]
+    assert endpoint["standardHeaders"] == {"User-to-User": "56a390f3d2b7310023a2;encoding=hex"}
+    assert endpoint["headers"] == {"Queue": "sales"}
+
+
 def test_transfer_to_sip_without_headers_has_none() -> None:
     outcome = transfer(type="sip", sipUri="sip:support@pbx.example.com", message="")
     assert actions(outcome) == [
