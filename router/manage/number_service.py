@@ -160,6 +160,7 @@ class PhoneNumbers:
             {**wire, "id": new_id(), "orgId": org_id, "createdAt": moment, "updatedAt": moment},
         )
         self._check_server(record)
+        self._check_transfers(record)
         key = await self._write(org_id, record, create=True)
         if self._wiring is not None:  # stored first (the claim), then wired, else deleted
             await self._wiring.wire(
@@ -190,6 +191,7 @@ class PhoneNumbers:
         record = validate(RECORD_MODELS[current.provider], merged)
         if "server" in patch:
             self._check_server(record)
+        self._check_transfers(record)
         key = await self._write(org_id, record, create=False)
         if self._wiring is not None:  # re-wired when it matters, else put back as it was
             await self._wiring.rewire(
@@ -208,6 +210,16 @@ class PhoneNumbers:
         record = self.from_doc(doc)
         log.info("phone_number.deleted", **self._audit(record, await self._key(org_id, record)))
         return record
+
+    @staticmethod
+    def _check_transfers(record: AnyPhoneNumber) -> None:
+        """400 for a transfer destination the number's provider cannot dial."""
+        if isinstance(record, VonagePhoneNumber):
+            from router.providers.vonage import transfer_refusal
+
+            refusal = transfer_refusal(record)
+            if refusal is not None:
+                raise bad_request(refusal)
 
     def _check_server(self, record: AnyPhoneNumber) -> None:
         """400 for a server.url the address policy refuses as written (its host is not

@@ -604,3 +604,29 @@ def _connect_timeout(plan: TransferPlan | None) -> int | None:
 def _clean(value: str) -> str:
     """`value` without control characters, lone surrogates or non-characters."""
     return _UNSPEAKABLE.sub("", value)
+
+
+def transfer_refusal(number: AnyPhoneNumber) -> str | None:
+    """Why a Vonage number's own transfer destinations cannot be dialled, or None: Vonage's
+    NCCO takes a `phone` endpoint's number as digits, 7 to 15 of them, not starting with
+    0 (E.164 without the `+`). Checked when the number is saved, so the call does not find
+    out; a destination a server returns is checked on the call (and reported)."""
+    places: list[tuple[str, Any]] = [
+        ("fallbackDestination", number.fallback_destination),
+        ("overflowDestination", number.overflow_destination),
+    ]
+    for index, hook in enumerate(number.hooks or ()):
+        actions = hook.do if isinstance(hook.do, list) else [hook.do]
+        for position, action in enumerate(actions):
+            destination = getattr(action, "destination", None)
+            where = f"hooks.{index}.do" + (f".{position}" if isinstance(hook.do, list) else "")
+            places.append((f"{where}.destination", destination))
+    for where, destination in places:
+        if isinstance(destination, TransferDestinationNumber):
+            digits = destination.number.strip().removeprefix("+")
+            if not _VONAGE_NUMBER.match(digits):
+                return (
+                    f"{where}.number must be a phone number Vonage can dial "
+                    "(E.164: 7 to 15 digits, not starting with 0)"
+                )
+    return None
