@@ -106,9 +106,10 @@ def _number(query: MultiMapping[str], name: str, default: int, low: int, high: i
 
 
 def moment(query: MultiMapping[str], name: str) -> datetime | None:
-    """The time filter `name` of a listing (UTC unless it says otherwise), None if absent."""
+    """The time filter `name` of a listing (UTC unless it says otherwise), None if absent.
+    Present but empty (`?updatedAtLt=`) is no date: a 400, as the API's validators say."""
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     try:
         value = datetime.fromisoformat(raw.replace(" ", "+"))  # a bare + in a query is a space

@@ -210,8 +210,9 @@ async def test_a_bound_whose_offset_has_seconds_is_refused(api: Api) -> None:
 
 @pytest.mark.parametrize("name", TIME_FILTERS)
 async def test_invalid_dates_are_400(api: Api, name: str) -> None:
-    """A filter that is not an ISO 8601 date is a 400 naming the parameter."""
-    for value in ("yesterday", "2024-13-01", "1700000000", "2024-01-01T25:00:00Z"):
+    """A filter that is not an ISO 8601 date is a 400 naming the parameter; so is one
+    given empty (`?updatedAtLt=`), which is no date either."""
+    for value in ("yesterday", "2024-13-01", "1700000000", "2024-01-01T25:00:00Z", ""):
         for path in ("/phone-number", "/v2/phone-number", "/credential"):
             reply = await api.get(path, {name: value})
             assert f"{name} must be a valid ISO 8601 date string" in rejected(reply), value
