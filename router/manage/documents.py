@@ -16,6 +16,7 @@ from router.manage.secrecy import (
     map_paths,
     mask,
 )
+from router.models.wire import API_INPUT
 from router.store.interface import Conflict, Doc
 
 M = TypeVar("M", bound=BaseModel)
@@ -40,9 +41,10 @@ def require_object(body: Any) -> dict[str, Any]:
 
 
 def validate(model: type[M], data: Any, prefix: str = "") -> M:
-    """`model.model_validate`, with a 400 in the NestJS shape on failure."""
+    """`model.model_validate` of an API request (the checks of saved input apply: see
+    `router.models.wire.for_api`), with a 400 in the NestJS shape on failure."""
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={API_INPUT: True})
     except ValidationError as exc:
         raise ApiError(400, validation_messages(exc, prefix, data)) from None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from router.models.languages import LANGUAGE_CODES
 from router.models.ringing import (
@@ -18,7 +18,7 @@ from router.models.ringing import (
     RejectPhoneNumberHookAction,
     ScheduleHookFilter,
 )
-from router.models.wire import Headers, SipUri, WireModel, check_number
+from router.models.wire import Headers, SipUri, WireModel, check_number, for_api
 
 ENDED_REASONS_ASSISTANT_REQUEST = (
     "assistant-request-failed",
@@ -180,8 +180,8 @@ class TransferDestinationNumber(WireModel):
     description: str | None = None
 
     @model_validator(mode="after")
-    def _number_format(self) -> TransferDestinationNumber:
-        check_number(self.number, self.number_e164_check_enabled)
+    def _number_format(self, info: ValidationInfo) -> TransferDestinationNumber:
+        check_number(self.number, self.number_e164_check_enabled, possible=for_api(info))
         return self
 
 

@@ -9,7 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from router.models.common import (
     Hook,
@@ -19,7 +26,14 @@ from router.models.common import (
     SipAuthentication,
     TransferDestination,
 )
-from router.models.wire import SipUri, WireModel, check_number, normalize_e164
+from router.models.wire import (
+    SipUri,
+    WireModel,
+    check_number,
+    for_api,
+    normalize_e164,
+    saved_e164,
+)
 
 Provider = Literal["twilio", "telnyx", "vonage", "vapi", "byo-phone-number"]
 PROVIDERS: tuple[Provider, ...] = ("twilio", "telnyx", "vonage", "vapi", "byo-phone-number")
@@ -55,8 +69,11 @@ class _ProviderNumber(WireModel):
 
     @field_validator("number", check_fields=False)
     @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        return None if value is None else normalize_e164(value)
+    def _e164(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        # Saved through the API: as written, and possible. Stored, or a provider's: read.
+        return saved_e164(value) if for_api(info) else normalize_e164(value)
 
 
 class _TwilioFields(_ProviderNumber):
@@ -96,12 +113,12 @@ class _ByoFields(WireModel):
     number: str | None = Field(default=None, min_length=3, max_length=40)
 
     @model_validator(mode="after")
-    def _number_format(self) -> Any:
+    def _number_format(self, info: ValidationInfo) -> Any:
         flag_known = (
             self.CHECK_NUMBER_WITHOUT_FLAG or "number_e164_check_enabled" in self.model_fields_set
         )
         if self.number is not None and flag_known:
-            check_number(self.number, self.number_e164_check_enabled)
+            check_number(self.number, self.number_e164_check_enabled, possible=for_api(info))
         return self
 
 
@@ -155,8 +172,8 @@ class ImportTwilioPhoneNumberDTO(_TwilioFields, _Routing):
 
     @field_validator("twilio_phone_number")
     @classmethod
-    def _e164_import(cls, value: str) -> str:
-        return normalize_e164(value)
+    def _e164_import(cls, value: str, info: ValidationInfo) -> str:
+        return saved_e164(value) if for_api(info) else normalize_e164(value)
 
     def to_create(self) -> CreateTwilioPhoneNumberDTO:
         data = self.model_dump(by_alias=True, exclude_none=True)

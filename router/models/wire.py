@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+import phonenumbers
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
 
-E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+# ASCII digits only: `\d` would take any script's digits (Arabic-Indic, Devanagari...).
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 ALNUM_NUMBER = re.compile(r"^\+?[a-zA-Z0-9]+$")
 # No whitespace, brackets, quotes or control characters: a SIP URI goes into TwiML and SIP headers.
 SIP_URI = re.compile(r"^sips?:[^@\s<>\"\x00-\x1f\x7f]+@[^\s<>\"\x00-\x1f\x7f]+$", re.IGNORECASE)
@@ -63,10 +65,12 @@ SipUri = Annotated[str, AfterValidator(_check_sip_uri)]
 Headers = Annotated[dict[str, Any], AfterValidator(_check_headers)]
 
 
-def check_number(value: str, e164: bool) -> str:
-    """Vapi's rule for `number`: E.164 unless the check is disabled, then alphanumeric."""
+def check_number(value: str, e164: bool, *, possible: bool = False) -> str:
+    """Vapi's rule for `number`: E.164 unless the check is disabled, then alphanumeric.
+    `possible` (numbers saved through the API): also a number libphonenumber finds
+    possible, an assigned country code and a length that country's numbers have."""
     if e164:
-        if not E164.fullmatch(value):
+        if not E164.fullmatch(value) or (possible and not possible_number(value)):
             raise ValueError(
                 "number must be a valid phone number in E.164 format (e.g. +14155551234); "
                 "set numberE164CheckEnabled to false for other numbers"
@@ -74,6 +78,38 @@ def check_number(value: str, e164: bool) -> str:
     elif not ALNUM_NUMBER.fullmatch(value):
         raise ValueError("number must contain only letters and digits, optionally after a +")
     return value
+
+
+def possible_number(value: str) -> bool:
+    """An E.164 number (`+` and ASCII digits) with an assigned country code and a possible
+    length for it (libphonenumber). Not on the webhook path: it is for numbers saved."""
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_possible_number(parsed)
+
+
+def saved_e164(value: str) -> str:
+    """A provider number as the API takes it: with its `+`, as E.164 writes it (a number
+    without one is not given one: `4155552671` would become a Swiss number), and possible."""
+    if not value.startswith("+"):
+        raise ValueError("number must start with + and its country code (E.164, e.g. +14155551234)")
+    if not (E164.fullmatch(value) and possible_number(value)):
+        raise ValueError(
+            "number must be a valid phone number in E.164 format (e.g. +14155551234): "
+            "an assigned country code and a possible length"
+        )
+    return value
+
+
+def for_api(info: ValidationInfo) -> bool:
+    """Whether a model is validating an API request (`validate_request`), not a stored or
+    provider document: the stricter checks of saved input apply."""
+    return bool(info.context and info.context.get(API_INPUT))
+
+
+API_INPUT: Final = "api-input"
 
 
 def normalize_e164(value: str) -> str:

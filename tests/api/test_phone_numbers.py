@@ -82,25 +82,54 @@ async def test_number_lifecycle_create_get_list_delete(api: Api, provider: str) 
 
 
 @pytest.mark.parametrize("provider", ["twilio", "telnyx", "vonage"])
-async def test_provider_numbers_are_stored_in_e164(api: Api, provider: str) -> None:
-    """`14155551234` is accepted and stored as `+14155551234`; the two are one number."""
-    body = await number_body(api, provider, number="14155551234")
-    created = await api.create_number(body)
-    assert created["number"] == "+14155551234"
-
-    again = await api.post("/phone-number", {**body, "number": "+14155551234"})
-    assert again.status == 409
-    assert created["id"] in messages(again)
+async def test_a_provider_number_without_its_plus_is_refused_not_guessed(
+    api: Api, provider: str
+) -> None:
+    """`14155551234` is not given a `+`: `4155552671` would become a Swiss number and `911`
+    `+911`. A 400 says to write it with its country code; with it, it is a 201."""
+    for bare in ("14155551234", "4155552671", "911"):
+        body = await number_body(api, provider, number=bare)
+        assert "number must start with + and its country code" in messages(
+            await api.post("/phone-number", body)
+        ), bare
+    body = await number_body(api, provider, number="+14155551234")
+    assert (await api.create_number(body))["number"] == "+14155551234"
 
 
 @pytest.mark.parametrize("provider", ["twilio", "telnyx", "vonage"])
 async def test_provider_numbers_must_be_e164(api: Api, provider: str) -> None:
-    """A provider number that is not a phone number (letters, too long, leading 0) is a 400."""
-    for bad in ("+1415555abcd", "+1234567890123456", "+0415555123", "", "abc"):
+    """A provider number that is not a phone number is a 400: letters, too long, a leading
+    0, digits of another script, a country code nobody has, a length its country's numbers
+    cannot have (libphonenumber's data)."""
+    for bad in (
+        "+1415555abcd",
+        "+1234567890123456",
+        "+0415555123",
+        "",
+        "abc",
+        "+1\u0664\u0661\u0665\u0665\u0665\u0665\u0662\u0666\u0667\u0661",
+        "+9991234567",
+        "+1415555",
+        "+4155552671",
+    ):
         body = await number_body(api, provider, number=bad)
         reply = await api.post("/phone-number", body)
         assert reply.status == 400, bad
-        assert "E.164" in messages(reply)
+        assert "E.164" in messages(reply), bad
+
+
+async def test_a_destination_number_must_be_possible_unless_the_check_is_off(api: Api) -> None:
+    """`fallbackDestination.number`: the same E.164 rules; `numberE164CheckEnabled: false`
+    keeps the seed's `^\\+?[a-zA-Z0-9]+$`."""
+    body = await number_body(api, "twilio", number="+14155551234")
+    for bad in ("+9991234567", "+1415555"):
+        reply = await api.post(
+            "/phone-number", {**body, "fallbackDestination": {"type": "number", "number": bad}}
+        )
+        assert "E.164" in messages(reply), bad
+    loose = {"type": "number", "number": "Ops1", "numberE164CheckEnabled": False}
+    created = await api.create_number({**body, "fallbackDestination": loose})
+    assert created["fallbackDestination"]["number"] == "Ops1"
 
 
 async def test_import_twilio_turns_twilio_phone_number_into_number(api: Api) -> None:
@@ -108,7 +137,7 @@ async def test_import_twilio_turns_twilio_phone_number_into_number(api: Api) -> 
     reply = await api.post(
         "/phone-number/import/twilio",
         {
-            "twilioPhoneNumber": "14155550177",
+            "twilioPhoneNumber": "+14155550177",
             "twilioAccountSid": "AC0123456789abcdef0123456789abcdef",
             "twilioApiKey": "SK0123456789abcdef",
             "twilioApiSecret": "twilio-api-secret-SECRET-0002",

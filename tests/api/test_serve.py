@@ -157,7 +157,7 @@ async def test_a_vapi_style_client_against_router_serve(
         bodies: list[dict[str, Any]] = [
             twilio_body("+14155550801", name="Twilio line"),
             {"provider": "telnyx", "number": "+14155550802", "credentialId": telnyx["id"]},
-            {"provider": "vonage", "number": "14155550803", "credentialId": vonage["id"]},
+            {"provider": "vonage", "number": "+14155550803", "credentialId": vonage["id"]},
             vapi_body("sip:serve@sip.example.com", name="SIP desk"),
             {"provider": "byo-phone-number", "number": "+14155550805", "credentialId": trunk["id"]},
         ]
