@@ -90,7 +90,7 @@ def map_paths(
 
 def path_values(doc: dict[str, Any], path: str) -> list[tuple[str, str]]:
     """Each string at `path` (as `map_paths` reads it) with where it is, list elements
-    by index as validation messages name them (`sharedKeys.1.secret`)."""
+    by index as validation messages name them (`sharedKeys[1].secret`)."""
     return [(where, node[leaf]) for node, leaf, where in _leaves(doc, _steps(path), "")]
 
 
@@ -109,7 +109,7 @@ def _leaves(
         yield from _leaves(node.get(name), rest, here)
     elif isinstance(node.get(name), list):
         for index, item in enumerate(node[name]):
-            yield from _leaves(item, rest, f"{here}.{index}")
+            yield from _leaves(item, rest, f"{here}[{index}]")
 
 
 def keep_masked(current: dict[str, Any], merged: dict[str, Any], paths: Iterable[str]) -> None:
