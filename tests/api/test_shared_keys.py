@@ -161,7 +161,10 @@ async def test_shared_key_bounds_are_400s_naming_the_field(api: Api) -> None:
         ),
         ([{"sid": "a,b", "secret": "s"}], "sharedKeys[0].sid"),
         ([{"sid": "sk", "secret": ""}], "sharedKeys[0].secret must be longer than or equal to 1"),
-        ([{"sid": "sk", "secret": "s" * 401}], "sharedKeys[0].secret must be shorter than or equal"),
+        (
+            [{"sid": "sk", "secret": "s" * 401}],
+            "sharedKeys[0].secret must be shorter than or equal",
+        ),
         ([{"sid": "sk", "secret": "s"}, {"sid": "sk", "secret": "t"}], "sharedKeys"),
         ([{"sid": "sk"}], "sharedKeys[0].secret"),
         ([{"sid": "sk", "secret": "s", "extra": 1}], "extra should not exist"),
