@@ -46,7 +46,10 @@ async def stored(api: Api, credential_id: str) -> TwilioCredential:
 def test_list_paths_seal_open_and_mask_every_element() -> None:
     """`name[id].leaf` reaches the leaf of every element; other fields are untouched."""
     box = SecretBox("a passphrase")
-    doc = {"authToken": "t" * 20, "sharedKeys": shared_keys(FIRST_SECRET, SECOND_SECRET)}
+    doc: dict[str, Any] = {
+        "authToken": "t" * 20,
+        "sharedKeys": shared_keys(FIRST_SECRET, SECOND_SECRET),
+    }
     paths = ("authToken", PATH)
     sealed = map_paths(doc, paths, box.encrypt)
     assert [k["sid"] for k in sealed["sharedKeys"]] == [
