@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -12,9 +13,10 @@ from router.errors import ApiError, bad_request, validation_messages
 from router.manage.secrecy import (
     ENCRYPTED_PREFIX,
     SecretBox,
-    get_path,
+    keep_masked,
     map_paths,
     mask,
+    path_values,
 )
 from router.models.wire import API_INPUT
 from router.store.interface import Conflict, Doc
@@ -68,7 +70,12 @@ class Codec:
         A secret that itself starts with the encryption marker is refused: stored, it
         would read back as ciphertext and fail to decrypt on every call.
         """
-        marked = [p for p in paths if str(get_path(wire, p) or "").startswith(ENCRYPTED_PREFIX)]
+        marked = [
+            where
+            for path in paths
+            for where, value in path_values(wire, path)
+            if value.startswith(ENCRYPTED_PREFIX)
+        ]
         if marked:
             raise bad_request(*(f"{p} must not start with {ENCRYPTED_PREFIX}" for p in marked))
         return map_paths(wire, paths, self._box.encrypt)
@@ -105,10 +112,9 @@ def merge_patch(
             merged.pop(key, None)
         else:
             merged[key] = value
-    for path in secrets:
-        old, new = get_path(current, path), get_path(merged, path)
-        if isinstance(old, str) and isinstance(new, str) and new != old and new == mask(old):
-            merged = map_paths(merged, (path,), lambda _, old=old: old)  # type: ignore[misc]
+    # A secret is changed in place below: the patch's values must not be.
+    merged = copy.deepcopy(merged)
+    keep_masked(current, merged, secrets)
     return merged
 
 

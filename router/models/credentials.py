@@ -52,11 +52,35 @@ class _VonageFields(_Named):
     signature_secret: str = Field(min_length=1, max_length=400)
 
 
+class TwilioSharedKey(WireModel):
+    """A SharedKey of Twilio's Webhooks configuration API: webhooks announcing
+    `key=<sid>` in `X-Twilio-Webhooks-Signature-Settings` are signed with its secret."""
+
+    # The header lists `name=value` pairs split on commas: a sid holding a comma or
+    # blank could never be announced.
+    sid: str = Field(min_length=1, max_length=64, pattern=r"^[^,\s]+$")
+    secret: str = Field(min_length=1, max_length=400)
+
+
 class _TwilioFields(_Named):
-    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("authToken",)
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("authToken", "sharedKeys[sid].secret")
 
     account_sid: str = Field(min_length=1, max_length=64)
     auth_token: str = Field(min_length=1, max_length=200)
+    # Router extension (SPEC §13): several at once, so a key can be rotated.
+    shared_keys: list[TwilioSharedKey] | None = Field(default=None, max_length=10)
+
+    @field_validator("shared_keys")
+    @classmethod
+    def _unique_sids(cls, value: list[TwilioSharedKey] | None) -> list[TwilioSharedKey] | None:
+        sids = [key.sid for key in value or ()]
+        if len(set(sids)) != len(sids):
+            raise ValueError("sharedKeys must not name a sid twice")
+        return value
+
+    def shared_key_secrets(self, sid: str) -> list[str]:
+        """The secrets of this credential's shared keys named `sid` (one, or none)."""
+        return [key.secret for key in self.shared_keys or () if key.sid == sid]
 
 
 class SipTrunkGateway(WireModel):

@@ -7,8 +7,13 @@ Rules (docs/reference: provider-protocols §1):
   toggled (an explicit port removed, or the scheme's default port added), since Twilio
   signs both forms. A `bodySHA256` query parameter binds a non-form body: its hex SHA-256
   must match and the URL alone is signed; a non-form body without one is refused.
-  SharedKey signing (`X-Twilio-Webhooks-Signature-Settings` naming another algorithm)
-  is refused too: the router holds auth tokens, not shared keys.
+- SharedKey signing: `X-Twilio-Webhooks-Signature-Settings: key=<sid>,algorithm=<alg>`
+  (comma-separated `name=value` pairs, read as twilio-python's `get_signature_algorithm`
+  reads `algorithm`; no `algorithm` means HMAC_SHA1). With a `key`, the same signed
+  string is checked with the announced algorithm (HMAC_SHA256, or HMAC_SHA1) and the
+  secret of that shared key on the number's account's credentials, never the auth
+  token. Without a `key`, HMAC_SHA1 is the auth-token signature and anything else is
+  refused; so is any algorithm but those two.
 - Extensions become `sendDigits` after `ww` (one second), so the digits go after the
   callee answers; an extension that starts with its own pause is sent as given.
 """
@@ -98,13 +103,16 @@ _CASE_SENSITIVE: Final = (MultiDict, MultiDictProxy)
 _CASE_INSENSITIVE: Final = (CIMultiDict, CIMultiDictProxy)
 
 
-def _signed_by_any(tokens: Sequence[str], urls: Sequence[str], fields: bytes, given: bytes) -> bool:
-    """Whether `given` (the header, base64) signs one of `urls` + `fields` with one of `tokens`."""
+def _signed_by_any(
+    tokens: Sequence[str], urls: Sequence[str], fields: bytes, given: bytes, digest_name: str
+) -> bool:
+    """Whether `given` (the header, base64) signs one of `urls` + `fields` with one of
+    `tokens` (HMAC with the hashlib digest `digest_name`)."""
     for url in urls:
         # Without ROUTER_PUBLIC_URL the URL holds the Host header as sent.
         message = text_bytes(url) + fields
         for token in tokens:
-            digest = hmac.digest(token.encode(), message, "sha1")
+            digest = hmac.digest(token.encode(), message, digest_name)
             expected = binascii.b2a_base64(digest, newline=False)
             if hmac.compare_digest(expected, given):
                 return True
@@ -193,27 +201,32 @@ class TwilioProvider:
 
         The key is the number's `twilioAuthToken`, else the auth token of each of the
         org's `twilio` credentials for the number's account (several allow rotation).
+        A request announcing a shared key (`X-Twilio-Webhooks-Signature-Settings`) is
+        checked with that key's secret from those credentials instead, never a token.
         """
         if not isinstance(number, TwilioPhoneNumber):
             raise VerificationFailed("provider-mismatch")
         signature = req.headers.get(SIGNATURE_HEADER, "").strip()
         if not signature:
             raise VerificationFailed("missing-signature")
-        settings_header = req.headers.get(SIGNATURE_SETTINGS_HEADER, "")
-        algorithm = _signature_algorithm(settings_header) if settings_header else "HMAC_SHA1"
-        if algorithm != "HMAC_SHA1":
-            # SharedKey signing (public beta): we hold auth tokens, not shared keys.
-            raise VerificationFailed("unsupported-signature-algorithm")
-        if number.twilio_auth_token:
-            tokens = [number.twilio_auth_token]
+        settings_header = req.headers.get(SIGNATURE_SETTINGS_HEADER)
+        digest_name = "sha1"
+        if settings_header is None:
+            # The common case, and as cheap as before: no settings, the auth token's HMAC-SHA1.
+            tokens = self._auth_tokens(number, credentials)
         else:
-            tokens = [
-                c.auth_token
-                for c in credentials
-                if isinstance(c, TwilioCredential) and c.account_sid == number.twilio_account_sid
-            ]
-        if not tokens:
-            raise VerificationFailed("no-auth-token")
+            announced = _signature_settings(settings_header)
+            digest_name = _DIGESTS.get(announced.get("algorithm", "HMAC_SHA1").upper(), "")
+            if not digest_name:
+                raise VerificationFailed("unsupported-signature-algorithm")
+            key_sid = announced.get("key")
+            if key_sid is not None:
+                tokens = _shared_key_secrets(key_sid, number, credentials)
+            elif digest_name == "sha1":
+                tokens = self._auth_tokens(number, credentials)
+            else:
+                # HMAC_SHA256 is SharedKey signing: an auth token never signs with it.
+                raise VerificationFailed("missing-shared-key")
 
         params: MultiMapping[str] | None = None
         # As parse_qs reads it: blank values are no values.
@@ -231,12 +244,27 @@ class TwilioProvider:
         # are only made when the URL as received does not match (it does for a right one).
         fields = signing_bytes(params)
         given = text_bytes(signature)
-        if not _signed_by_any(tokens, (req.url,), fields, given) and not _signed_by_any(
-            tokens, url_variants(req.url)[1:], fields, given
-        ):
+        if not _signed_by_any(
+            tokens, (req.url,), fields, given, digest_name
+        ) and not _signed_by_any(tokens, url_variants(req.url)[1:], fields, given, digest_name):
             raise VerificationFailed("bad-signature")
         if one(_lenient_fields(req), "AccountSid") != number.twilio_account_sid:
             raise VerificationFailed("account-mismatch")
+
+    @staticmethod
+    def _auth_tokens(number: TwilioPhoneNumber, credentials: Sequence[AnyCredential]) -> list[str]:
+        """The number's auth token, else its account's credentials' (several: rotation)."""
+        if number.twilio_auth_token:
+            tokens = [number.twilio_auth_token]
+        else:
+            tokens = [
+                c.auth_token
+                for c in credentials
+                if isinstance(c, TwilioCredential) and c.account_sid == number.twilio_account_sid
+            ]
+        if not tokens:
+            raise VerificationFailed("no-auth-token")
+        return tokens
 
     def parse(self, req: WebhookRequest) -> InboundCall:
         """The ringing call. A withheld caller (`From` empty) becomes `anonymous`;
@@ -289,12 +317,36 @@ def attestation(fields: Mapping[str, Any]) -> Attestation:
     return verstat_level(fields.get("StirVerstat"))
 
 
-def _signature_algorithm(settings_header: str) -> str:
+# The algorithms a settings header may announce, by the hashlib name of their digest.
+_DIGESTS: Final = {"HMAC_SHA1": "sha1", "HMAC_SHA256": "sha256"}
+
+
+def _signature_settings(settings_header: str) -> dict[str, str]:
+    """The header's `name=value` pairs, as twilio-python's `get_signature_algorithm` reads
+    them: split on commas, names and values stripped, blank values left out, the first
+    of a name kept."""
+    pairs: dict[str, str] = {}
     for part in settings_header.split(","):
         name, sep, value = part.partition("=")
-        if sep and name.strip() == "algorithm" and value.strip():
-            return value.strip().upper()
-    return "HMAC_SHA1"
+        if sep and value.strip():
+            pairs.setdefault(name.strip(), value.strip())
+    return pairs
+
+
+def _shared_key_secrets(
+    key_sid: str, number: TwilioPhoneNumber, credentials: Sequence[AnyCredential]
+) -> list[str]:
+    """The secrets of the shared key `key_sid` on the `twilio` credentials of the number's
+    account; `unknown-shared-key` when none holds it."""
+    secrets = [
+        secret
+        for c in credentials
+        if isinstance(c, TwilioCredential) and c.account_sid == number.twilio_account_sid
+        for secret in c.shared_key_secrets(key_sid)
+    ]
+    if not secrets:
+        raise VerificationFailed("unknown-shared-key")
+    return secrets
 
 
 # --- decision → TwiML --------------------------------------------------------------------

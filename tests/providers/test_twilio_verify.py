@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import string
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, MultiDict
 from twilio.request_validator import RequestValidator
 
+from router.models.credentials import TwilioCredential
 from router.providers.plugin import VerificationFailed, WebhookRequest
 from router.providers.twilio import TwilioProvider, compute_signature, url_variants
 
@@ -236,13 +238,6 @@ def test_json_body_without_body_hash_is_refused(provider: TwilioProvider) -> Non
     assert refusal(provider, req) == "missing-body-hash"
 
 
-def test_shared_key_signature_is_refused_as_unsupported(provider: TwilioProvider) -> None:
-    """SharedKey (HMAC_SHA256) signing uses a key the router does not hold: fail closed."""
-    settings_header = {"X-Twilio-Webhooks-Signature-Settings": "key=sk_1,algorithm=HMAC_SHA256"}
-    req = post(voice_form(), headers=settings_header)
-    assert refusal(provider, req) == "unsupported-signature-algorithm"
-
-
 def test_number_of_another_provider_is_refused(provider: TwilioProvider) -> None:
     req = post(voice_form())
     with pytest.raises(VerificationFailed, match=r"^provider-mismatch$"):
@@ -358,3 +353,247 @@ def test_body_hash_in_the_url_binds_a_form_body_too(provider: TwilioProvider) ->
     url = f"{VOICE_URL}?bodySHA256={'0' * 64}"
     req = post(voice_form(), url=url, signature=sign(url))
     assert refusal(provider, req) == "body-hash-mismatch"
+
+
+# --- SharedKey signing (X-Twilio-Webhooks-Signature-Settings) -----------------------------
+
+SHARED_SID = "webhooks_sharedkey_0001"
+SHARED_SECRET = "shared-secret-one"
+ROTATED_SID = "webhooks_sharedkey_0002"
+ROTATED_SECRET = "shared-secret-two"
+
+
+def shared_credential(
+    keys: list[tuple[str, str]], account_sid: str = ACCOUNT_SID
+) -> TwilioCredential:
+    """The account's `twilio` credential holding `keys` (sid, secret) as its sharedKeys."""
+    wire = make_credential(account_sid).wire()
+    wire["sharedKeys"] = [{"sid": sid, "secret": secret} for sid, secret in keys]
+    return TwilioCredential.model_validate(wire)
+
+
+def shared_post(
+    settings_header: str,
+    secret: str = SHARED_SECRET,
+    algorithm: str = "HMAC_SHA256",
+    url: str = VOICE_URL,
+) -> WebhookRequest:
+    """A voice webhook signed as twilio-python computes it with `secret` and `algorithm`."""
+    items = list(voice_form().items())
+    signature = RequestValidator(secret).compute_signature(
+        url, MultiDict(items), algorithm=algorithm
+    )
+    headers = {"X-Twilio-Webhooks-Signature-Settings": settings_header}
+    return post(items, url=url, signature=signature, headers=headers)
+
+
+def shared_refusal(
+    provider: TwilioProvider, req: WebhookRequest, credentials: list[TwilioCredential]
+) -> str:
+    with pytest.raises(VerificationFailed) as failed:
+        provider.verify(req, make_number(), credentials)
+    return failed.value.reason
+
+
+KEYS = [(SHARED_SID, SHARED_SECRET), (ROTATED_SID, ROTATED_SECRET)]
+# The voice form at VOICE_URL, HMAC-SHA256 with SHARED_SECRET: computed once with
+# twilio-python 9.13 and pasted.
+SHARED_VECTOR = "fbxxEUm2ganoycMNBp8ZrRK9MhjkeygDqn1cGCOcGTY="
+
+
+def test_shared_key_known_vector_is_accepted(provider: TwilioProvider) -> None:
+    """A fixed HMAC-SHA256 signature of a fixed request verifies with its shared key."""
+    headers = {"X-Twilio-Webhooks-Signature-Settings": f"key={SHARED_SID},algorithm=HMAC_SHA256"}
+    req = post(voice_form(), signature=SHARED_VECTOR, headers=headers)
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_shared_key_signature_verifies_with_the_announced_keys_secret(
+    provider: TwilioProvider,
+) -> None:
+    """HMAC-SHA256 over the same signed string, keyed by the shared key the header names."""
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA256")
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_rotated_second_key_verifies_too(provider: TwilioProvider) -> None:
+    """Several keys at once: a call signed with the new key of a rotation is accepted."""
+    req = shared_post(f"key={ROTATED_SID},algorithm=HMAC_SHA256", secret=ROTATED_SECRET)
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_shared_key_on_a_second_credential_of_the_account_verifies(
+    provider: TwilioProvider,
+) -> None:
+    """Every `twilio` credential of the number's account is searched for the key."""
+    credentials = [
+        shared_credential([(ROTATED_SID, "secret-of-another-account")], "AC" + "e" * 32),
+        make_credential(),
+        shared_credential([(ROTATED_SID, ROTATED_SECRET)]),
+    ]
+    req = shared_post(f"key={ROTATED_SID},algorithm=HMAC_SHA256", secret=ROTATED_SECRET)
+    provider.verify(req, make_number(), credentials)
+
+
+def test_shared_key_signature_with_port_and_settings_spacing_verifies(
+    provider: TwilioProvider,
+) -> None:
+    """The URL forms are the same as for the auth token, and the header is read leniently
+    (spaces, lower-case algorithm) as twilio-python reads it."""
+    signed = RequestValidator(SHARED_SECRET).compute_signature(
+        VOICE_URL.replace(".com", ".com:443"), MultiDict(voice_form()), algorithm="HMAC_SHA256"
+    )
+    headers = {
+        "X-Twilio-Webhooks-Signature-Settings": f" algorithm = hmac_sha256 , key = {SHARED_SID}"
+    }
+    req = post(voice_form(), signature=signed, headers=headers)
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_shared_key_signature_of_a_hashed_json_body_verifies(provider: TwilioProvider) -> None:
+    """The `bodySHA256` rule holds as it does for tokens: the URL alone is signed."""
+    body = b'{"AccountSid": "%s", "CallSid": "CA1"}' % ACCOUNT_SID.encode()
+    url = f"{VOICE_URL}?bodySHA256={hashlib.sha256(body).hexdigest()}"
+    signature = RequestValidator(SHARED_SECRET).compute_signature(url, {}, algorithm="HMAC_SHA256")
+    req = WebhookRequest.create(
+        method="POST",
+        url=url,
+        headers={
+            "Content-Type": "application/json",
+            "X-Twilio-Signature": signature,
+            "X-Twilio-Webhooks-Signature-Settings": f"key={SHARED_SID},algorithm=HMAC_SHA256",
+        },
+        body=body,
+        received_at=0.0,
+        wall_time=0.0,
+    )
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_shared_key_signature_with_a_wrong_secret_is_refused(provider: TwilioProvider) -> None:
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA256", secret="not-the-secret")
+    assert shared_refusal(provider, req, [shared_credential(KEYS)]) == "bad-signature"
+
+
+def test_signature_of_the_other_rotated_key_is_refused(provider: TwilioProvider) -> None:
+    """The header's key is the only one tried: the other key's signature does not pass."""
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA256", secret=ROTATED_SECRET)
+    assert shared_refusal(provider, req, [shared_credential(KEYS)]) == "bad-signature"
+
+
+def test_unknown_shared_key_sid_is_refused(provider: TwilioProvider) -> None:
+    """A key no credential of the number's account holds, even one of another account."""
+    req = shared_post("key=webhooks_sharedkey_9999,algorithm=HMAC_SHA256")
+    assert shared_refusal(provider, req, [shared_credential(KEYS)]) == "unknown-shared-key"
+    other_account = shared_credential(KEYS, "AC" + "e" * 32)
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA256")
+    assert shared_refusal(provider, req, [other_account]) == "unknown-shared-key"
+
+
+@pytest.mark.parametrize(
+    "settings_header",
+    [
+        f"key={SHARED_SID},algorithm=HMAC_SHA512",
+        "algorithm=RSA",
+        f"algorithm=ED25519,key={SHARED_SID}",
+    ],
+)
+def test_unsupported_algorithm_is_refused(provider: TwilioProvider, settings_header: str) -> None:
+    req = shared_post(settings_header)
+    reason = shared_refusal(provider, req, [shared_credential(KEYS)])
+    assert reason == "unsupported-signature-algorithm"
+
+
+def test_token_signed_request_announcing_a_shared_key_is_refused(
+    provider: TwilioProvider,
+) -> None:
+    """Never the auth token when the header names a key: a token-signed request with the
+    header is refused, whether it announces HMAC_SHA256 or HMAC_SHA1."""
+    credentials = [shared_credential(KEYS)]
+    for algorithm in ("HMAC_SHA256", "HMAC_SHA1"):
+        headers = {
+            "X-Twilio-Webhooks-Signature-Settings": f"key={SHARED_SID},algorithm={algorithm}"
+        }
+        for signature in (
+            sign(VOICE_URL, voice_form()),
+            RequestValidator(TOKEN).compute_signature(VOICE_URL, voice_form(), algorithm=algorithm),
+        ):
+            req = post(voice_form(), signature=signature, headers=headers)
+            assert shared_refusal(provider, req, credentials) == "bad-signature"
+
+
+def test_key_announced_with_hmac_sha1_uses_the_shared_secret(provider: TwilioProvider) -> None:
+    """The key names the secret and the algorithm the hash: HMAC_SHA1 with a key is the
+    shared key's secret under SHA-1, as twilio-python validates it."""
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA1", algorithm="HMAC_SHA1")
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+    req = shared_post(f"key={SHARED_SID}", algorithm="HMAC_SHA1")
+    provider.verify(req, make_number(), [shared_credential(KEYS)])
+
+
+def test_hmac_sha256_without_a_key_is_refused(provider: TwilioProvider) -> None:
+    """HMAC_SHA256 is SharedKey signing: without `key=` there is no secret to check it with,
+    and the auth token is not tried."""
+    signature = RequestValidator(TOKEN).compute_signature(
+        VOICE_URL, voice_form(), algorithm="HMAC_SHA256"
+    )
+    headers = {"X-Twilio-Webhooks-Signature-Settings": "algorithm=HMAC_SHA256"}
+    req = post(voice_form(), signature=signature, headers=headers)
+    assert shared_refusal(provider, req, [shared_credential(KEYS)]) == "missing-shared-key"
+
+
+@pytest.mark.parametrize("settings_header", ["", "algorithm=HMAC_SHA1", "key=,algorithm=hmac_sha1"])
+def test_settings_without_a_key_naming_hmac_sha1_are_the_auth_token_signature(
+    provider: TwilioProvider, settings_header: str
+) -> None:
+    """twilio-python's rule: no algorithm means HMAC_SHA1, the auth token's signature."""
+    headers = {"X-Twilio-Webhooks-Signature-Settings": settings_header}
+    provider.verify(post(voice_form(), headers=headers), make_number(), [])
+
+
+def test_shared_key_refusals_never_carry_the_secret(provider: TwilioProvider) -> None:
+    req = shared_post(f"key={SHARED_SID},algorithm=HMAC_SHA256", secret="wrong")
+    with pytest.raises(VerificationFailed) as failed:
+        provider.verify(req, make_number(), [shared_credential(KEYS)])
+    assert SHARED_SECRET not in repr(failed.value) and SHARED_SECRET not in str(failed.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    url=_urls(),
+    fields=st.lists(st.tuples(_NAME, _VALUE), max_size=8),
+    signer=st.sampled_from(["as-is", "toggled", "forged"]),
+)
+def test_shared_key_verdict_agrees_with_twilio_python(
+    url: str, fields: list[tuple[str, str]], signer: str
+) -> None:
+    """On random URLs and fields, the HMAC-SHA256 verdict is twilio-python's."""
+    params = MultiDict([("AccountSid", ACCOUNT_SID), *fields])
+    validator = RequestValidator(SHARED_SECRET)
+    signed_url = {"as-is": url, "toggled": url_variants(url)[-1], "forged": url + "x"}[signer]
+    signature = validator.compute_signature(signed_url, params, algorithm="HMAC_SHA256")
+    req = WebhookRequest(
+        method="POST",
+        url=url,
+        path="/",
+        query=MultiDict(),
+        headers=CIMultiDict(
+            {
+                "X-Twilio-Signature": signature,
+                "X-Twilio-Webhooks-Signature-Settings": f"key={SHARED_SID},algorithm=HMAC_SHA256",
+                "Content-Type": "application/x-www-form-urlencoded",
+            }
+        ),
+        body=b"AccountSid=...",
+        params=params,
+        received_at=0.0,
+        wall_time=0.0,
+    )
+    expected = validator.validate(url, params, signature, algorithm="HMAC_SHA256")
+    try:
+        TwilioProvider().verify(req, make_number(), [shared_credential(KEYS)])
+        reason = None
+    except VerificationFailed as failed:
+        reason = failed.reason
+    assert reason in (None, "bad-signature")
+    assert (reason is None) == expected == (signer != "forged")

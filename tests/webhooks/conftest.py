@@ -53,6 +53,7 @@ API_SECRET = "twilio-api-secret-SECRET-webhooks-04"
 SERVER_HEADER_SECRET = "Bearer server-header-SECRET-webhooks-05"
 SERVER_SECRET = "org-server-secret-SECRET-webhooks-06"
 SIP_PASSWORD = "sip-password-SECRET-webhooks-07"
+SHARED_KEY_SECRET = "twilio-shared-key-SECRET-webhooks-08"
 SECRETS = (
     TOKEN,
     OTHER_TOKEN,
@@ -61,6 +62,7 @@ SECRETS = (
     SERVER_HEADER_SECRET,
     SERVER_SECRET,
     SIP_PASSWORD,
+    SHARED_KEY_SECRET,
 )
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
