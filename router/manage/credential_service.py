@@ -15,6 +15,7 @@ from router.manage.documents import (
     now_utc,
     require_object,
     validate,
+    validate_request,
 )
 from router.models.credentials import (
     CREATE_CREDENTIAL_MODELS,
@@ -69,7 +70,7 @@ class Credentials:
                 "provider must be one of the following values: "
                 + ", ".join(CREATE_CREDENTIAL_MODELS)
             )
-        dto = validate(CREATE_CREDENTIAL_MODELS[provider], data)
+        dto = validate_request(CREATE_CREDENTIAL_MODELS[provider], data)
         moment = now_utc()
         record = validate(
             CREDENTIAL_MODELS[provider],
@@ -87,7 +88,7 @@ class Credentials:
 
     async def update(self, org_id: str, credential_id: str, body: Any) -> AnyCredential:
         current = await self.get(org_id, credential_id)
-        dto = validate(credential_patch_model(current.provider), require_object(body))
+        dto = validate_request(credential_patch_model(current.provider), require_object(body))
         patch = dto.model_dump(mode="json", by_alias=True, exclude_unset=True)
         sent_provider = patch.pop("provider", None)
         if sent_provider is not None and sent_provider != current.provider:

@@ -43,10 +43,22 @@ def require_object(body: Any) -> dict[str, Any]:
 
 
 def validate(model: type[M], data: Any, prefix: str = "") -> M:
-    """`model.model_validate` of an API request (the checks of saved input apply: see
-    `router.models.wire.for_api`), with a 400 in the NestJS shape on failure."""
+    """`model.model_validate` of a document router builds (a record from a request that
+    passed `validate_request`), with a 400 in the NestJS shape on failure."""
     try:
-        return model.model_validate(data, context={API_INPUT: True})
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, validation_messages(exc, prefix, data)) from None
+
+
+def validate_request(model: type[M], data: Any, prefix: str = "") -> M:
+    """`model.model_validate` of a request body, with a 400 in the NestJS shape on failure.
+
+    Strict: JSON types as the API's validators take them (`"no"`, `0` and `"20"` are not
+    booleans or integers, as NestJS's class-validator refuses them), and the checks of
+    saved input apply (`router.models.wire.for_api`)."""
+    try:
+        return model.model_validate(data, strict=True, context={API_INPUT: True})
     except ValidationError as exc:
         raise ApiError(400, validation_messages(exc, prefix, data)) from None
 

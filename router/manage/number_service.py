@@ -18,6 +18,7 @@ from router.manage.documents import (
     now_utc,
     require_object,
     validate,
+    validate_request,
 )
 from router.models.credentials import TelnyxCredential, VonageCredential
 from router.models.phone_numbers import (
@@ -137,11 +138,11 @@ class PhoneNumbers:
             raise bad_request(
                 f"provider must be one of the following values: {', '.join(PROVIDERS)}"
             )
-        dto = validate(CREATE_MODELS[provider], data)
+        dto = validate_request(CREATE_MODELS[provider], data)
         return await self._insert(org_id, dto.wire())
 
     async def import_twilio(self, org_id: str, body: Any) -> AnyPhoneNumber:
-        dto = validate(ImportTwilioPhoneNumberDTO, require_object(body))
+        dto = validate_request(ImportTwilioPhoneNumberDTO, require_object(body))
         return await self._insert(org_id, dto.to_create().wire())
 
     async def _insert(self, org_id: str, wire: dict[str, Any]) -> AnyPhoneNumber:
@@ -172,7 +173,7 @@ class PhoneNumbers:
     async def update(self, org_id: str, number_id: str, body: Any) -> AnyPhoneNumber:
         current = await self.get(org_id, number_id)
         data = require_object(body)
-        dto = validate(UPDATE_MODELS[current.provider], data)
+        dto = validate_request(UPDATE_MODELS[current.provider], data)
         patch = dto.model_dump(mode="json", by_alias=True, exclude_unset=True)
         sent_provider = patch.pop("provider", None)
         if sent_provider is not None and sent_provider != current.provider:

@@ -233,6 +233,13 @@ REFUSED: dict[str, list[tuple[str, dict[str, Any], str]]] = {
         ("message type", message({"type": "tool-message"}), "message.type must be one of"),
         ("message number", message(5), "fallbackDestination.message"),
     ],
+    "json types": [
+        ("boolean as text", {"smsEnabled": "no"}, "smsEnabled"),
+        ("boolean as 0", {"smsEnabled": 0}, "smsEnabled"),
+        ("integer as text", server(timeoutSeconds="20"), "server.timeoutSeconds"),
+        ("integer as boolean", {"maxConcurrentCalls": True}, "maxConcurrentCalls"),
+        ("flag as text", to_number(numberE164CheckEnabled="false"), "numberE164CheckEnabled"),
+    ],
     "admission": [
         ("cap 0", {"maxConcurrentCalls": 0}, "maxConcurrentCalls must not be less than 1"),
         ("cap text", {"maxConcurrentCalls": "5"}, "maxConcurrentCalls"),
