@@ -203,7 +203,7 @@ async def _answer(
             outcome = Outcome(inbound.fallback(number))
         else:
             outcome = inbound.fixed(number) or await inbound.decide(provider, number, call)
-            if number.max_concurrent_calls is not None or inbound.org_capped(number.org_id):
+            if inbound.capped(number):
                 outcome = await inbound.admit(provider, number, call, outcome)
         attempt = inbound.attempt(provider, outcome.decision, call, number)
         rendered = inbound.render(provider, outcome.decision, call, number, attempt)

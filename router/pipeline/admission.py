@@ -25,46 +25,15 @@ from router.models.phone_numbers import AnyPhoneNumber
 from router.pipeline.decision import AT_CAPACITY, AssistantRequestFacts, Decision, Say, Transfer
 from router.store.interface import StoreUnavailable
 from router.store.redis_connect import REDIS_FAILURES, RedisClient
-from router.store.redis_keys import PREFIX, org_scope
+from router.store.redis_keys import (
+    SLOTS_ADMIT_SCRIPT,
+    SLOTS_RELEASE_SCRIPT,
+    number_slots,
+    org_slots,
+)
 
 Verdict = Literal["admitted", "number-full", "org-full"]
 
-# KEYS: the number's slots, the org's slots (either may be unused: its cap is 0).
-# ARGV: call id, number cap, org cap, slot seconds. Returns {verdict, number in use, org in
-# use}: verdict 0 admitted (or already holding its slots), 1 number full, 2 org full.
-ADMIT_SCRIPT: Final = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local number_cap, org_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl = tonumber(ARGV[4])
-local held = false
-for i, cap in ipairs({number_cap, org_cap}) do
-  if cap > 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-    if redis.call('ZSCORE', KEYS[i], ARGV[1]) then held = true end
-  end
-end
-local in_number = number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0
-local in_org = org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0
-if not held then
-  if number_cap > 0 and in_number >= number_cap then return {1, in_number, in_org} end
-  if org_cap > 0 and in_org >= org_cap then return {2, in_number, in_org} end
-end
-for i, cap in ipairs({number_cap, org_cap}) do
-  if cap > 0 then
-    redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
-    redis.call('EXPIRE', KEYS[i], ttl + 60)
-  end
-end
-return {0, number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0,
-        org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0}
-"""
-# KEYS: the number's slots, the org's. ARGV: call id. Returns what each still holds.
-RELEASE_SCRIPT: Final = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
-"""
 _VERDICTS: Final[tuple[Verdict, ...]] = ("admitted", "number-full", "org-full")
 
 
@@ -98,24 +67,13 @@ class Admission(abc.ABC):
         """Give the call's slots back; the slots still in use (number, org)."""
 
 
-def number_key(org_id: str, number_id: str) -> str:
-    """Sorted set: call ids holding a slot of the number, scored by expiry. Tagged by the
-    org, so a script can take a number's slot and its org's together on Redis Cluster."""
-    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:number:{number_id}"
-
-
-def org_key(org_id: str) -> str:
-    """Sorted set: call ids holding a slot of the org."""
-    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:org"
-
-
 class RedisAdmission(Admission):
     """Slots shared by every worker."""
 
     def __init__(self, client: RedisClient, slot_seconds: float) -> None:
         super().__init__(slot_seconds)
-        self._admit = client.register_script(ADMIT_SCRIPT)
-        self._release = client.register_script(RELEASE_SCRIPT)
+        self._admit = client.register_script(SLOTS_ADMIT_SCRIPT)
+        self._release = client.register_script(SLOTS_RELEASE_SCRIPT)
 
     async def admit(
         self,
@@ -126,7 +84,7 @@ class RedisAdmission(Admission):
         number_cap: int | None,
         org_cap: int | None,
     ) -> Slots:
-        keys = [number_key(org_id, number_id), org_key(org_id)]
+        keys = [number_slots(org_id, number_id), org_slots(org_id)]
         args: list[str | int] = [call_id, number_cap or 0, org_cap or 0, int(self.slot_seconds)]
         try:
             verdict, in_number, in_org = await self._admit(keys=keys, args=args)
@@ -135,7 +93,7 @@ class RedisAdmission(Admission):
         return Slots(_VERDICTS[int(verdict)], int(in_number), int(in_org))
 
     async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
-        keys = [number_key(org_id, number_id), org_key(org_id)]
+        keys = [number_slots(org_id, number_id), org_slots(org_id)]
         try:
             in_number, in_org = await self._release(keys=keys, args=[call_id])
         except REDIS_FAILURES as exc:
@@ -176,8 +134,8 @@ class MemoryAdmission(Admission):
         sets = [
             (self._held(key, now), cap)
             for key, cap in (
-                (number_key(org_id, number_id), number_cap),
-                (org_key(org_id), org_cap),
+                (number_slots(org_id, number_id), number_cap),
+                (org_slots(org_id), org_cap),
             )
             if cap
         ]
@@ -198,8 +156,8 @@ class MemoryAdmission(Admission):
         org_cap: int | None,
         full: int | None,
     ) -> Slots:
-        in_number = len(self._slots.get(number_key(org_id, number_id), ())) if number_cap else 0
-        in_org = len(self._slots.get(org_key(org_id), ())) if org_cap else 0
+        in_number = len(self._slots.get(number_slots(org_id, number_id), ())) if number_cap else 0
+        in_org = len(self._slots.get(org_slots(org_id), ())) if org_cap else 0
         if full is None:
             return Slots("admitted", in_number, in_org)
         # `full` indexes the capped sets in order: the number's first when it has a cap.
@@ -208,7 +166,7 @@ class MemoryAdmission(Admission):
 
     async def release(self, org_id: str, number_id: str, call_id: str) -> tuple[int, int]:
         counts = []
-        for key in (number_key(org_id, number_id), org_key(org_id)):
+        for key in (number_slots(org_id, number_id), org_slots(org_id)):
             slots = self._slots.get(key)
             if slots is not None:
                 slots.pop(call_id, None)

@@ -244,9 +244,9 @@ class Inbound:
 
     # --- admission (SPEC §12) ------------------------------------------------------------
 
-    def org_capped(self, org_id: str) -> bool:
-        org = self.orgs.get(org_id)
-        return org is not None and org.max_concurrent_calls is not None
+    def capped(self, number: AnyPhoneNumber) -> bool:
+        """Whether the number or its org has a cap (no I/O: asked on every call)."""
+        return self.caps(number) != (None, None)
 
     def caps(self, number: AnyPhoneNumber) -> tuple[int | None, int | None]:
         """The number's and its org's `maxConcurrentCalls` (None: no cap)."""
@@ -291,7 +291,7 @@ class Inbound:
 
     async def _give_back(self, number: AnyPhoneNumber, call_id: str) -> None:
         """The call ended: its slots go back (under caps only)."""
-        if self.caps(number) == (None, None):
+        if not self.capped(number):
             return
         try:
             async with asyncio.timeout(ADMISSION_SECONDS):

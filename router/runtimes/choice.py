@@ -14,12 +14,10 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from router.runtimes.config import DEFAULT_RUNTIME, Choices, Runtimes
-
-Available = Callable[[str], bool]
 
 
 class Health(Protocol):

@@ -26,7 +26,7 @@ import aiohttp
 import structlog
 
 from router.store.redis_connect import REDIS_FAILURES, RedisClient
-from router.store.redis_keys import PREFIX
+from router.store.redis_keys import HEALTH_KEY, HEALTH_REPORT_SCRIPT
 
 log = structlog.get_logger("router.runtimes")
 
@@ -37,30 +37,6 @@ TRIAL_SECONDS: Final = 60.0
 REFRESH_SECONDS: Final = 1.0
 PROBE_INTERVAL_SECONDS: Final = 10.0
 PROBE_TIMEOUT_SECONDS: Final = 2.0
-
-HEALTH_KEY: Final = f"{PREFIX}:runtime-health"
-
-# A runtime's counts after one report. KEYS: the health hash. ARGV: name, 1 (taken) or 0
-# (not taken), failures to mark down, seconds down. Returns the runtime's new state JSON.
-REPORT_SCRIPT: Final = """
-local now = redis.call('TIME')
-local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-local state = {failures = 0, downUntil = 0}
-if raw then state = cjson.decode(raw) end
-if ARGV[2] == '1' then
-  state.failures = 0
-  state.downUntil = 0
-else
-  state.failures = state.failures + 1
-  if state.failures >= tonumber(ARGV[3]) and state.downUntil <= now_s then
-    state.downUntil = now_s + tonumber(ARGV[4])
-  end
-end
-local encoded = cjson.encode(state)
-redis.call('HSET', KEYS[1], ARGV[1], encoded)
-return encoded
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +152,7 @@ class RedisRuntimeHealth(RuntimeHealth):
     def __init__(self, client: RedisClient, on_change: Changed | None = None) -> None:
         super().__init__(on_change)  # Redis's clock marks down; this worker's reads
         self._client = client
-        self._script = client.register_script(REPORT_SCRIPT)
+        self._script = client.register_script(HEALTH_REPORT_SCRIPT)
 
     async def _record(self, name: str, taken: bool) -> RuntimeState:
         args = [name, "1" if taken else "0", FAILURES_TO_MARK_DOWN, DOWN_SECONDS]

@@ -287,3 +287,84 @@ local skip = 0
 if lo ~= '-inf' then skip = redis.call('ZCOUNT', key, '-inf', '(' .. lo) end
 return {total, redis.call('ZRANGE', key, skip + offset, skip + last)}
 """
+
+
+# --- runtime health (router/runtimes/health.py) ---
+
+HEALTH_KEY = f"{PREFIX}:runtime-health"
+
+# A runtime's counts after one report. KEYS: the health hash. ARGV: name, 1 (taken) or 0
+# (not taken), failures to mark down, seconds down. Returns the runtime's new state JSON.
+HEALTH_REPORT_SCRIPT = """
+local now = redis.call('TIME')
+local now_s = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local state = {failures = 0, downUntil = 0}
+if raw then state = cjson.decode(raw) end
+if ARGV[2] == '1' then
+  state.failures = 0
+  state.downUntil = 0
+else
+  state.failures = state.failures + 1
+  if state.failures >= tonumber(ARGV[3]) and state.downUntil <= now_s then
+    state.downUntil = now_s + tonumber(ARGV[4])
+  end
+end
+local encoded = cjson.encode(state)
+redis.call('HSET', KEYS[1], ARGV[1], encoded)
+return encoded
+"""
+
+
+# --- concurrency caps (router/pipeline/admission.py) ---
+
+
+def number_slots(org_id: str, number_id: str) -> str:
+    """Sorted set: call ids holding a slot of the number, scored by expiry. Tagged by the
+    org, so a script can take a number's slot and its org's together on Redis Cluster."""
+    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:number:{number_id}"
+
+
+def org_slots(org_id: str) -> str:
+    """Sorted set: call ids holding a slot of the org."""
+    return f"{PREFIX}:slots:{{{org_scope(org_id)}}}:org"
+
+
+# KEYS: the number's slots, the org's slots (either may be unused: its cap is 0).
+# ARGV: call id, number cap, org cap, slot seconds. Returns {verdict, number in use, org in
+# use}: verdict 0 admitted (or already holding its slots), 1 number full, 2 org full.
+SLOTS_ADMIT_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local number_cap, org_cap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local held = false
+for i, cap in ipairs({number_cap, org_cap}) do
+  if cap > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    if redis.call('ZSCORE', KEYS[i], ARGV[1]) then held = true end
+  end
+end
+local in_number = number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0
+local in_org = org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0
+if not held then
+  if number_cap > 0 and in_number >= number_cap then return {1, in_number, in_org} end
+  if org_cap > 0 and in_org >= org_cap then return {2, in_number, in_org} end
+end
+for i, cap in ipairs({number_cap, org_cap}) do
+  if cap > 0 then
+    redis.call('ZADD', KEYS[i], now + ttl, ARGV[1])
+    redis.call('EXPIRE', KEYS[i], ttl + 60)
+  end
+end
+return {0, number_cap > 0 and redis.call('ZCARD', KEYS[1]) or 0,
+        org_cap > 0 and redis.call('ZCARD', KEYS[2]) or 0}
+"""
+
+
+# KEYS: the number's slots, the org's. ARGV: call id. Returns what each still holds.
+SLOTS_RELEASE_SCRIPT = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {redis.call('ZCARD', KEYS[1]), redis.call('ZCARD', KEYS[2])}
+"""
