@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     twilio_budget_seconds: float = Field(default=7.5, gt=0, le=15)
     telnyx_budget_seconds: float = Field(default=7.5, gt=0, le=15)
     vonage_budget_seconds: float = Field(default=4.0, gt=0, le=5)
+    # Plivo waits up to 40 s for one answer (its read timeout) and 55 s with retries; the
+    # caller hears ringing meanwhile, so router answers as soon as the others.
+    plivo_budget_seconds: float = Field(default=7.5, gt=0, le=40)
     sip_budget_seconds: float = Field(default=7.5, gt=0, le=30)
     apology_message: str = "Sorry, we cannot take your call right now. Please try again later."
     # The assistant-request client of one worker: connections open to servers at once, in

@@ -243,7 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--number-file", type=Path, help="a number as JSON (the API's create shape)"
     )
     sim.add_argument(
-        "--provider", default="twilio", choices=["twilio", "telnyx", "vonage"], help="with --to"
+        "--provider",
+        default="twilio",
+        choices=["twilio", "telnyx", "vonage", "plivo"],
+        help="with --to",
     )
     sim.add_argument(
         "--account",

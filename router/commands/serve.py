@@ -76,6 +76,7 @@ def shutdown_seconds(settings: Settings) -> float:
         settings.twilio_budget_seconds,
         settings.telnyx_budget_seconds,
         settings.vonage_budget_seconds,
+        settings.plivo_budget_seconds,
         settings.sip_budget_seconds,
     )
     return budget + 2

@@ -29,6 +29,7 @@ from router.models.phone_numbers import (
     AnyPhoneNumber,
     ByoPhoneNumber,
     CreateByoPhoneNumberDTO,
+    CreatePlivoPhoneNumberDTO,
     CreateTelnyxPhoneNumberDTO,
     CreateTwilioPhoneNumberDTO,
     CreateVapiPhoneNumberDTO,
@@ -63,11 +64,17 @@ CREATE_MODELS: dict[str, type[WireModel]] = {
     "twilio": CreateTwilioPhoneNumberDTO,
     "telnyx": CreateTelnyxPhoneNumberDTO,
     "vonage": CreateVonagePhoneNumberDTO,
+    "plivo": CreatePlivoPhoneNumberDTO,
     "vapi": CreateVapiPhoneNumberDTO,
     "byo-phone-number": CreateByoPhoneNumberDTO,
 }
 # Which credential provider a number's `credentialId` must point at.
-CREDENTIAL_PROVIDER = {"telnyx": "telnyx", "vonage": "vonage", "byo-phone-number": "byo-sip-trunk"}
+CREDENTIAL_PROVIDER = {
+    "telnyx": "telnyx",
+    "vonage": "vonage",
+    "plivo": "plivo",
+    "byo-phone-number": "byo-sip-trunk",
+}
 
 
 def parse_number(wire: dict[str, Any]) -> AnyPhoneNumber:

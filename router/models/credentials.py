@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from router.models.wire import WireModel
 
-CredentialProvider = Literal["telnyx", "vonage", "twilio", "byo-sip-trunk"]
+CredentialProvider = Literal["telnyx", "vonage", "twilio", "plivo", "byo-sip-trunk"]
 
 
 class _Named(WireModel):
@@ -83,6 +83,14 @@ class _TwilioFields(_Named):
         return [key.secret for key in self.shared_keys or () if key.sid == sid]
 
 
+class _PlivoFields(_Named):
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("authToken",)
+
+    # The (sub)account's Auth ID and Auth Token: the token keys X-Plivo-Signature-V3.
+    auth_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")
+    auth_token: str = Field(min_length=1, max_length=200)
+
+
 class SipTrunkGateway(WireModel):
     ip: str = Field(min_length=1, max_length=255)
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -117,6 +125,12 @@ class CreateTwilioCredentialDTO(_TwilioFields):
     provider: Literal["twilio"]
 
 
+class CreatePlivoCredentialDTO(_PlivoFields):
+    """Router extension (SPEC §13)."""
+
+    provider: Literal["plivo"]
+
+
 class CreateSipTrunkCredentialDTO(_SipTrunkFields):
     provider: Literal["byo-sip-trunk"]
 
@@ -125,6 +139,7 @@ CreateCredential = Annotated[
     CreateTelnyxCredentialDTO
     | CreateVonageCredentialDTO
     | CreateTwilioCredentialDTO
+    | CreatePlivoCredentialDTO
     | CreateSipTrunkCredentialDTO,
     Field(discriminator="provider"),
 ]
@@ -151,22 +166,30 @@ class TwilioCredential(_CredentialRecord, CreateTwilioCredentialDTO):
     model_config = ConfigDict(extra="ignore")
 
 
+class PlivoCredential(_CredentialRecord, CreatePlivoCredentialDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
 class SipTrunkCredential(_CredentialRecord, CreateSipTrunkCredentialDTO):
     model_config = ConfigDict(extra="ignore")
 
 
-AnyCredential = TelnyxCredential | VonageCredential | TwilioCredential | SipTrunkCredential
+AnyCredential = (
+    TelnyxCredential | VonageCredential | TwilioCredential | PlivoCredential | SipTrunkCredential
+)
 
 CREDENTIAL_MODELS: dict[str, type[AnyCredential]] = {
     "telnyx": TelnyxCredential,
     "vonage": VonageCredential,
     "twilio": TwilioCredential,
+    "plivo": PlivoCredential,
     "byo-sip-trunk": SipTrunkCredential,
 }
 CREATE_CREDENTIAL_MODELS: dict[str, type[WireModel]] = {
     "telnyx": CreateTelnyxCredentialDTO,
     "vonage": CreateVonageCredentialDTO,
     "twilio": CreateTwilioCredentialDTO,
+    "plivo": CreatePlivoCredentialDTO,
     "byo-sip-trunk": CreateSipTrunkCredentialDTO,
 }
 

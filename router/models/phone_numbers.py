@@ -1,4 +1,4 @@
-"""Phone numbers of the five providers: create, update and stored/response shapes.
+"""Phone numbers of the six providers: create, update and stored/response shapes.
 
 Each provider has one `*Fields` mixin holding its field rules, so the create DTO,
 the update DTO (every field optional) and the stored record validate alike.
@@ -35,8 +35,15 @@ from router.models.wire import (
     saved_e164,
 )
 
-Provider = Literal["twilio", "telnyx", "vonage", "vapi", "byo-phone-number"]
-PROVIDERS: tuple[Provider, ...] = ("twilio", "telnyx", "vonage", "vapi", "byo-phone-number")
+Provider = Literal["twilio", "telnyx", "vonage", "plivo", "vapi", "byo-phone-number"]
+PROVIDERS: tuple[Provider, ...] = (
+    "twilio",
+    "telnyx",
+    "vonage",
+    "plivo",
+    "vapi",
+    "byo-phone-number",
+)
 Status = Literal["active", "activating", "blocked"]
 
 
@@ -144,6 +151,14 @@ class CreateVonagePhoneNumberDTO(_CredentialNumber, _Routing):
     credential_id: str = Field(min_length=1)
 
 
+class CreatePlivoPhoneNumberDTO(_CredentialNumber, _Routing):
+    """Router extension (SPEC §13): a number on Plivo, verified with its `plivo` credential."""
+
+    provider: Literal["plivo"]
+    number: str
+    credential_id: str = Field(min_length=1)
+
+
 class CreateVapiPhoneNumberDTO(_VapiFields, _Routing):
     provider: Literal["vapi"]
 
@@ -158,7 +173,8 @@ CreatePhoneNumber = Annotated[
     | CreateTwilioPhoneNumberDTO
     | CreateVonagePhoneNumberDTO
     | CreateVapiPhoneNumberDTO
-    | CreateTelnyxPhoneNumberDTO,
+    | CreateTelnyxPhoneNumberDTO
+    | CreatePlivoPhoneNumberDTO,
     Field(discriminator="provider"),
 ]
 
@@ -204,6 +220,11 @@ class UpdateVonagePhoneNumberDTO(_CredentialNumber, _Routing, _Update):
     credential_id: str | None = Field(default=None, min_length=1)
 
 
+class UpdatePlivoPhoneNumberDTO(_CredentialNumber, _Routing, _Update):
+    number: str | None = None
+    credential_id: str | None = Field(default=None, min_length=1)
+
+
 class UpdateVapiPhoneNumberDTO(_VapiFields, _Routing, _Update):
     pass
 
@@ -240,6 +261,10 @@ class VonagePhoneNumber(_Record, CreateVonagePhoneNumberDTO):
     model_config = ConfigDict(extra="ignore")
 
 
+class PlivoPhoneNumber(_Record, CreatePlivoPhoneNumberDTO):
+    model_config = ConfigDict(extra="ignore")
+
+
 class VapiPhoneNumber(_Record, CreateVapiPhoneNumberDTO):
     model_config = ConfigDict(extra="ignore")
 
@@ -251,17 +276,28 @@ class ByoPhoneNumber(_Record, CreateByoPhoneNumberDTO):
 
 
 PhoneNumber = Annotated[
-    ByoPhoneNumber | TwilioPhoneNumber | VonagePhoneNumber | VapiPhoneNumber | TelnyxPhoneNumber,
+    ByoPhoneNumber
+    | TwilioPhoneNumber
+    | VonagePhoneNumber
+    | VapiPhoneNumber
+    | TelnyxPhoneNumber
+    | PlivoPhoneNumber,
     Field(discriminator="provider"),
 ]
 AnyPhoneNumber = (
-    ByoPhoneNumber | TwilioPhoneNumber | VonagePhoneNumber | VapiPhoneNumber | TelnyxPhoneNumber
+    ByoPhoneNumber
+    | TwilioPhoneNumber
+    | VonagePhoneNumber
+    | VapiPhoneNumber
+    | TelnyxPhoneNumber
+    | PlivoPhoneNumber
 )
 
 RECORD_MODELS: dict[str, type[AnyPhoneNumber]] = {
     "twilio": TwilioPhoneNumber,
     "telnyx": TelnyxPhoneNumber,
     "vonage": VonagePhoneNumber,
+    "plivo": PlivoPhoneNumber,
     "vapi": VapiPhoneNumber,
     "byo-phone-number": ByoPhoneNumber,
 }
@@ -269,6 +305,7 @@ UPDATE_MODELS: dict[str, type[WireModel]] = {
     "twilio": UpdateTwilioPhoneNumberDTO,
     "telnyx": UpdateTelnyxPhoneNumberDTO,
     "vonage": UpdateVonagePhoneNumberDTO,
+    "plivo": UpdatePlivoPhoneNumberDTO,
     "vapi": UpdateVapiPhoneNumberDTO,
     "byo-phone-number": UpdateByoPhoneNumberDTO,
 }
@@ -277,6 +314,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "twilio": ("number", "twilioAccountSid"),
     "telnyx": ("number", "credentialId"),
     "vonage": ("number", "credentialId"),
+    "plivo": ("number", "credentialId"),
     "vapi": (),
     "byo-phone-number": ("credentialId",),
 }
@@ -302,7 +340,8 @@ def lookup_key(number: AnyPhoneNumber, account: str | None = None) -> str | None
     nor intercept the owner's. A Twilio number names its account; a Vonage number's is the
     `apiKey` of its credential, a Telnyx number's its credential's `accountId` (TeXML's
     `AccountSid`), which the caller reads and passes as `account` (without it, the
-    number-only key, as numbers stored before were keyed).
+    number-only key, as numbers stored before were keyed). A Plivo number is keyed by
+    number only (`plivo:+E164`): Plivo's webhooks name no account.
     """
     if isinstance(number, VapiPhoneNumber):
         return sip_lookup_key(number.sip_uri) if number.sip_uri else None

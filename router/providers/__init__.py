@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from router.providers.plivo import PlivoProvider
 from router.providers.plugin import (
     MalformedWebhook,
     Provider,
@@ -23,7 +24,13 @@ from router.providers.vonage import VonageProvider
 
 PROVIDERS: Final[dict[str, Provider]] = {
     provider.name: provider
-    for provider in (TwilioProvider(), TelnyxProvider(), VonageProvider(), SipProvider())
+    for provider in (
+        TwilioProvider(),
+        TelnyxProvider(),
+        VonageProvider(),
+        PlivoProvider(),
+        SipProvider(),
+    )
 }
 
 __all__ = [

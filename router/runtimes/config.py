@@ -34,12 +34,13 @@ RuntimeKind: TypeAlias = Literal["stream", "sip", "conversation-relay"]
 # The name `ROUTER_RUNTIME_URL` goes by when no route matches (or no file is given).
 DEFAULT_RUNTIME: Final = "default"
 
-# What each provider's call-control language can carry out. Vonage's NCCO has no
-# ConversationRelay, and a SIP edge bridges SIP and media streams, not Twilio's relay.
+# What each provider's call-control language can carry out. Vonage's NCCO and Plivo XML
+# have no ConversationRelay, and a SIP edge bridges SIP and media streams, not Twilio's relay.
 PROVIDER_KINDS: Final[Mapping[str, frozenset[str]]] = {
     "twilio": frozenset({"stream", "sip", "conversation-relay"}),
     "telnyx": frozenset({"stream", "sip", "conversation-relay"}),
     "vonage": frozenset({"stream", "sip"}),
+    "plivo": frozenset({"stream", "sip"}),
     "sip": frozenset({"stream", "sip"}),
 }
 PROVIDERS: Final = tuple(PROVIDER_KINDS)
