@@ -215,7 +215,9 @@ def test_header_bytes_that_are_not_utf8_are_a_bad_signature_not_an_error() -> No
     req = request("POST", ANSWER_URL, answer_fields(), signature="\udcff\udcfe")
     with pytest.raises(VerificationFailed, match="bad-signature"):
         verify(req)
-    nonce = request("POST", ANSWER_URL, answer_fields(), headers={"X-Plivo-Signature-V3-Nonce": "\udcff"})
+    nonce = request(
+        "POST", ANSWER_URL, answer_fields(), headers={"X-Plivo-Signature-V3-Nonce": "\udcff"}
+    )
     with pytest.raises(VerificationFailed, match="bad-signature"):
         verify(nonce)
 
