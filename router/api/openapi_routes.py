@@ -3,9 +3,10 @@
 The seed's operations and schemas are served exactly as the seed has them; router's
 own operations (Twilio import, credentials, call records) are added beside them. Router's
 extensions to the seed's own shapes (SPEC §12: `call.ringing` filters and the `reject`
-action) widen the seed's schema at a few places, listed in `x-router-extensions`: each
-JSON pointer there is served as `oneOf` the seed's schema and the extensions' schemas,
-so everything the seed accepts is still accepted, and nothing else changes.
+action; SPEC §13: Plivo numbers) widen the seed's schema at a few places, listed in
+`x-router-extensions`: each JSON pointer there is served as `oneOf` the seed's schema and
+the extensions' schemas, so everything the seed accepts is still accepted, and nothing
+else changes.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ EXTENSION_POINTS: dict[str, tuple[type[WireModel], ...]] = {
         RejectPhoneNumberHookAction,
     ),
 }
+# Router extension (SPEC §13): Plivo numbers. Their shapes are the seed's Telnyx ones (a
+# number on a credential) with `provider: plivo`: wherever the seed offers Telnyx's shape,
+# Plivo's is offered beside it.
+PLIVO_SHAPES: dict[str, str] = {
+    "CreatePlivoPhoneNumberDTO": "CreateTelnyxPhoneNumberDTO",
+    "UpdatePlivoPhoneNumberDTO": "UpdateTelnyxPhoneNumberDTO",
+    "PlivoPhoneNumber": "TelnyxPhoneNumber",
+}
 
 
 def _seed() -> dict[str, Any]:
@@ -68,9 +77,66 @@ def _one_of(names: list[str]) -> dict[str, Any]:
     return {"oneOf": [{"$ref": _REF.format(model=n)} for n in names]}
 
 
+def _pointer_keys(pointer: str) -> list[str]:
+    """The keys of a JSON pointer (RFC 6901: `~1` is `/`, `~0` is `~`)."""
+    return [key.replace("~1", "/").replace("~0", "~") for key in pointer.strip("/").split("/")]
+
+
+def _pointer(keys: list[str]) -> str:
+    return "/" + "/".join(str(key).replace("~", "~0").replace("/", "~1") for key in keys)
+
+
+def _plivo_points(doc: dict[str, Any]) -> dict[str, list[str]]:
+    """Each place the seed offers a Telnyx number shape (a `oneOf` member), with the Plivo
+    shape to offer beside it (not the Twilio import's answer: it is a Twilio number)."""
+    plivo_of = {f"#/components/schemas/{telnyx}": plivo for plivo, telnyx in PLIVO_SHAPES.items()}
+    found: dict[str, list[str]] = {}
+
+    def walk(node: Any, keys: list[str]) -> None:
+        if isinstance(node, dict):
+            for member in node.get("oneOf", ()):
+                if isinstance(member, dict) and member.get("$ref") in plivo_of:
+                    found[_pointer(keys)] = [plivo_of[member["$ref"]]]
+            for key, value in node.items():
+                walk(value, [*keys, key])
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, [*keys, str(index)])
+
+    walk(doc, [])
+    imported = _pointer(["paths", "/phone-number/import/twilio"])
+    return {pointer: names for pointer, names in found.items() if not pointer.startswith(imported)}
+
+
+def _plivo_schema(telnyx: dict[str, Any], name: str) -> dict[str, Any]:
+    """The seed's Telnyx shape as Plivo's: `provider: plivo`, the texts naming Plivo."""
+    schema: dict[str, Any] = json.loads(json.dumps(telnyx).replace("Telnyx", "Plivo"))
+    if "provider" in schema["properties"]:  # not in update shapes, as in the seed's
+        schema["properties"]["provider"] = {
+            "type": "string",
+            "description": "Router extension: a number on Plivo (SPEC §13).",
+            "enum": ["plivo"],
+        }
+    schema["description"] = (
+        f"Router extension (SPEC §13): {name}, a number on Plivo verified with the "
+        "`plivo` credential `credentialId` names (X-Plivo-Signature-V3)."
+    )
+    schema["x-router-extension"] = True
+    return schema
+
+
 def _add_extensions(doc: dict[str, Any]) -> None:
-    """Widen the seed at each `EXTENSION_POINTS` pointer, and list them in the document."""
+    """Widen the seed at each `EXTENSION_POINTS` pointer and where it offers Telnyx number
+    shapes (Plivo's beside them), and list them in the document."""
     schemas = doc["components"]["schemas"]
+    points: dict[str, list[str]] = {
+        pointer: [m.__name__ for m in added] for pointer, added in EXTENSION_POINTS.items()
+    }
+    points |= _plivo_points(doc)
+    for plivo, telnyx in PLIVO_SHAPES.items():
+        if plivo in schemas:
+            raise ValueError(f"router extension {plivo} would replace the seed's schema")
+        schemas[plivo] = _plivo_schema(schemas[telnyx], plivo)
     models = [m for added in EXTENSION_POINTS.values() for m in added]
     _, generated = models_json_schema(
         [(m, "validation") for m in models], by_alias=True, ref_template=_REF
@@ -80,14 +146,13 @@ def _add_extensions(doc: dict[str, Any]) -> None:
             raise ValueError(f"router extension {name} would replace the seed's schema")
         schema["x-router-extension"] = True
         schemas[name] = schema
-    listed: dict[str, list[str]] = {}
-    for pointer, added in EXTENSION_POINTS.items():
-        *parents, last = pointer.strip("/").split("/")
+    for pointer, names in points.items():
+        *parents, last = _pointer_keys(pointer)
         parent: dict[str, Any] = doc
         for key in parents:
             parent = parent[key]
         seed = parent[last]
-        refs = [{"$ref": _REF.format(model=m.__name__), "title": m.__name__} for m in added]
+        refs = [{"$ref": _REF.format(model=name), "title": name} for name in names]
         # A seed `oneOf` (the ringing hook's actions) gains members; anything else (the
         # filters' single `$ref`) becomes the first member of a new `oneOf`.
         parent[last] = (
@@ -95,8 +160,7 @@ def _add_extensions(doc: dict[str, Any]) -> None:
             if set(seed) == {"oneOf"}
             else {"oneOf": [seed, *refs]}
         )
-        listed[pointer] = [m.__name__ for m in added]
-    doc[EXTENSIONS_KEY] = listed
+    doc[EXTENSIONS_KEY] = points
 
 
 def _operation(op_id: str, summary: str, **extra: Any) -> dict[str, Any]:

@@ -333,7 +333,7 @@ def with_extensions(doc: dict[str, Any], served: dict[str, Any]) -> dict[str, An
     schemas = widened["components"]["schemas"]
     added_names: set[str] = set()
     for pointer, names in served["x-router-extensions"].items():
-        *parents, last = pointer.strip("/").split("/")
+        *parents, last = [k.replace("~1", "/").replace("~0", "~") for k in pointer[1:].split("/")]
         parent = widened
         for key in parents:
             parent = parent[key]
