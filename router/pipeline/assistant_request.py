@@ -101,7 +101,10 @@ def build_message(number: AnyPhoneNumber, call: InboundCall, org_id: str) -> dic
     """The assistant-request body: Vapi's message with its Call object where it applies."""
     created = call.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
     customer = {"number": call.from_number}
-    provider = number.provider if number.provider in ("twilio", "telnyx", "vonage") else "vapi"
+    # `plivo` is router's (Vapi's enum has no Plivo); SIP-edge numbers are Vapi's `vapi`.
+    provider = (
+        number.provider if number.provider in ("twilio", "telnyx", "vonage", "plivo") else "vapi"
+    )
     return {
         "message": {
             "type": "assistant-request",

@@ -132,7 +132,7 @@ async def test_credential_provider_cannot_change(api: Api) -> None:
 async def test_credential_bodies_are_validated(api: Api) -> None:
     """Unknown provider, missing/unknown fields, a bad Telnyx key, bad gateways: 400s."""
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"provider": "plivo"}, "provider must be one of the following values"),
+        ({"provider": "skype"}, "provider must be one of the following values"),
         ({"apiKey": "x"}, "provider must be one of the following values"),
         ({"provider": ["telnyx"]}, "provider must be one of the following values"),
         ({"provider": "telnyx", "apiKey": "k"}, "publicKey is required"),

@@ -254,7 +254,7 @@ REFUSED: dict[str, list[tuple[str, dict[str, Any], str]]] = {
         ("top level", {"foo": 1}, "property foo should not exist"),
         ("nested", to_number(foo=1), "property fallbackDestination.foo should not exist"),
         ("status", {"status": "activating"}, "status must be one of"),
-        ("provider", {"provider": "plivo"}, "provider must be one of the following values"),
+        ("provider", {"provider": "skype"}, "provider must be one of the following values"),
     ],
 }
 

@@ -187,6 +187,8 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
     assert len(customer.assistant_requests) == 1
     message = customer.assistant_requests[0].message
     assert message["call"]["phoneCallProviderId"] == uuid
+    assert message["call"]["phoneCallProvider"] == "plivo"
+    assert message["phoneNumber"]["provider"] == "plivo"
     assert message["customer"]["number"] == CALLER
     routed = logs.one_routed()
     assert (routed["provider"], routed["route"], routed["call_id"]) == (
