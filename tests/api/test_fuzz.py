@@ -190,7 +190,9 @@ ROUTING_FIELDS: dict[str, st.SearchStrategy[Any]] = {
 NUMBER_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     **ROUTING_FIELDS,
     "provider": either(
-        st.sampled_from(["twilio", "telnyx", "vonage", "plivo", "vapi", "byo-phone-number", "skype"])
+        st.sampled_from(
+            ["twilio", "telnyx", "vonage", "plivo", "vapi", "byo-phone-number", "skype"]
+        )
     ),
     "number": either(phone_numbers),
     "numberE164CheckEnabled": either(st.booleans()),

@@ -481,3 +481,48 @@ def test_simulate_shows_the_runtime_choice(
         '<Dial action="/twilio/connect?runtime=oai&amp;kind=sip&amp;next=media' in out["rendered"]
     )
     assert "<Sip>sip:agent@sip.example.com?x-router-call-id=" in out["rendered"]
+
+
+PLIVO_NUMBER: dict[str, Any] = {
+    "provider": "plivo",
+    "number": "+14155550100",
+    "credentialId": "cred-plivo",
+    "assistantId": "asst-plivo",
+}
+
+
+def test_simulate_renders_a_plivo_number_as_plivo_xml(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A Plivo number's decision rendered for Plivo: a bidirectional `<Stream>`."""
+    path = tmp_path / "number.json"
+    path.write_text(json.dumps(PLIVO_NUMBER))
+    code, out = _run(capsys, "simulate", "--number-file", str(path), "--render", "plivo")
+    assert code == 0 and isinstance(out, dict)
+    assert out["decision"]["outcome"]["targetId"] == "asst-plivo"
+    assert '<Stream bidirectional="true" keepCallAlive="true"' in out["rendered"]
+    assert "target=assistant,targetId=asst-plivo" in out["rendered"]
+
+
+async def test_simulate_finds_a_plivo_number_in_the_embedded_store(tmp_path: Path) -> None:
+    """`--to` with `--provider plivo` finds the number under its number-only key."""
+    from router.app import create_app
+    from router.settings import Settings
+    from router.state import CREDENTIALS, PHONE_NUMBERS
+
+    app = create_app(Settings(data_dir=tmp_path / "data", api_key="k"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        credential = await app[CREDENTIALS].create(
+            "default", {"provider": "plivo", "authId": "MA1", "authToken": "plivo-token-1"}
+        )
+        await app[PHONE_NUMBERS].create("default", {**PLIVO_NUMBER, "credentialId": credential.id})
+    finally:
+        await runner.cleanup()
+    out = await _subprocess(
+        "simulate", "--to", "+14155550100", "--provider", "plivo", "--render", "plivo", cwd=tmp_path
+    )
+    assert out["decision"]["route"] == "assistant"
+    assert out["decision"]["outcome"]["targetId"] == "asst-plivo"
+    assert "plivo-token-1" not in json.dumps(out)

@@ -389,7 +389,8 @@ async def test_a_bad_file_exits_2_with_every_problem_and_writes_nothing(
     assert err.splitlines() == [
         f"router: {file}: nothing was written:",
         "  numbers[1]: number must be a valid phone number in E.164 format (e.g. +14155551234)",
-        "  numbers[2].provider must be one of: twilio, telnyx, vonage, vapi, byo-phone-number",
+        "  numbers[2].provider must be one of: "
+        "twilio, telnyx, vonage, plivo, vapi, byo-phone-number",
         "  numbers[3] must be an object",
         "  numbers[4]: name must be shorter than or equal to 40 characters",
         f"  numbers[5]: {KEY} is already numbers[0]",
@@ -497,6 +498,7 @@ def test_key_of_agrees_with_the_models_lookup_key() -> None:
             "numberE164CheckEnabled": False,
         },
         {"provider": "vonage", "credentialId": "c1", "number": "+14155550100"},
+        {"provider": "plivo", "credentialId": "c1", "number": "+14155550100"},
     ]
     for body in bodies:
         record = RECORD_MODELS[body["provider"]].model_validate({**body, **server})
