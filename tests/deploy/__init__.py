@@ -20,6 +20,7 @@ BUDGET_SETTINGS = (
     "twilio_budget_seconds",
     "telnyx_budget_seconds",
     "vonage_budget_seconds",
+    "plivo_budget_seconds",
     "sip_budget_seconds",
 )
 # Settings whose values are secrets: never in a ConfigMap or a committed compose value.

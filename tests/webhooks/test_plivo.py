@@ -28,6 +28,7 @@ from .conftest import (
     Customer,
     Logs,
     MakeRouter,
+    Reply,
     Router,
 )
 
@@ -386,3 +387,19 @@ async def test_a_conversation_relay_route_for_plivo_is_refused_at_start(
 
     with pytest.raises((RuntimesFileError, ValueError), match="plivo"):
         await make_router(runtimes_file=path)
+
+
+async def test_a_slow_server_gets_the_failure_branch_inside_the_plivo_budget(
+    make_router: MakeRouter, customer: Customer, logs: Logs
+) -> None:
+    """`ROUTER_PLIVO_BUDGET_SECONDS` bounds the answer, whatever the server does: the
+    server takes 5 s, Plivo hears the apology well before."""
+    budget = 1.0
+    router = await make_router(plivo_budget_seconds=budget)
+    customer.reply(Reply(json={"assistantId": "late"}, delay=5.0))
+    await plivo_number(router, server={"url": customer.url, "timeoutSeconds": 20})
+    answer = await plivo(router, "/plivo/answer", answer_fields(call_uuid()))
+    assert tags(answer.root) == ["Speak", "Hangup"]
+    assert answer.root[0].text == APOLOGY
+    assert answer.seconds < budget
+    assert logs.one_routed()["assistant_request_outcome"] == "timeout"
