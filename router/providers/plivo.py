@@ -23,9 +23,9 @@ Runtimes. A stream runtime is `<Stream bidirectional="true" keepCallAlive="true"
 8 kHz mu-law (`audio/x-mulaw;rate=8000`), the ids in `extraHeaders` (`callId`, `target`,
 `targetId`, `phoneNumberId`, as `key=value,key=value` within Plivo's 512 bytes). With
 failover, its `statusCallbackUrl` is `/plivo/stream` (`StartStream`, `StopStream`,
-`DroppedStream`) and a `<Redirect>` to `/plivo/connect` follows it: with `keepCallAlive`
-Plivo runs it only once the stream has ended, and router then hangs up after a
-conversation or moves the call to the next runtime. A SIP runtime is
+`DroppedStream`; its URL names the call too) and a `<Redirect>` to `/plivo/connect`
+follows it: with `keepCallAlive` Plivo runs it only once the stream has ended, and router
+then hangs up after a conversation or moves the call to the next runtime. A SIP runtime is
 `<Dial action=/plivo/connect><User>sip:...</User></Dial>` with the ids as `sipHeaders`
 (Plivo sends them as `X-PH-<name>`). Plivo XML has no ConversationRelay.
 """
@@ -190,8 +190,9 @@ class PlivoProvider:
         return None if number is None else f"plivo:{number}"
 
     def call_id(self, req: WebhookRequest) -> str | None:
-        """The CallUUID."""
-        return one(req.params, "CallUUID") or None
+        """The CallUUID; for a stream status callback without one, the `call` its URL
+        names (router wrote it, and V3 signs the query)."""
+        return one(req.params, "CallUUID") or req.query.get("call") or None
 
     def verify(
         self,
@@ -290,7 +291,9 @@ class PlivoProvider:
 
     # --- runtime callbacks (router/runtimes/attempts.py) --------------------------------------
 
-    callbacks_name_the_call: Final = False  # the Redirect and the Dial action are the caller's
+    # The Redirect and the Dial action are the caller's leg, but Plivo's page does not list
+    # the call among a stream status callback's fields: the callbacks' URLs name it.
+    callbacks_name_the_call: Final = True
 
     def attempt_result(self, req: WebhookRequest, kind: str) -> AttemptResult:
         """A SIP runtime's `<Dial>` action: taken when `DialStatus` says the leg answered;

@@ -66,6 +66,13 @@ def test_a_stream_callback_is_looked_up_by_the_number_router_wrote_in_its_url() 
     assert PLIVO.lookup_key(req) == f"plivo:{NUMBER}"
 
 
+def test_a_stream_callback_without_a_call_uuid_names_its_call_by_its_url() -> None:
+    url = f"{ANSWER_URL.replace('answer', 'stream')}?runtime=default&to=%2B14155550100&call=c-1"
+    assert PLIVO.call_id(request("POST", url, {"Event": "StartStream"})) == "c-1"
+    with_uuid = request("POST", url, {"Event": "StartStream", "CallUUID": CALL_UUID})
+    assert PLIVO.call_id(with_uuid) == CALL_UUID
+
+
 def test_an_answer_without_a_call_uuid_is_malformed() -> None:
     fields = answer_fields()
     del fields["CallUUID"]
