@@ -406,3 +406,20 @@ async def test_a_slow_server_gets_the_failure_branch_inside_the_plivo_budget(
     assert answer.root[0].text == APOLOGY
     assert answer.seconds < budget
     assert logs.one_routed()["assistant_request_outcome"] == "timeout"
+
+
+async def test_a_plivo_number_is_unique_by_number(router: Router) -> None:
+    """Plivo's webhooks name no account: the same number twice is a 409, even on another
+    credential; the same digits on Twilio are another number."""
+    first = await plivo_number(router, assistantId="asst-1")
+    other = await router.create_credential(
+        {"provider": "plivo", "authId": "MAOTHERAUTHID0000002", "authToken": OTHER_TOKEN}
+    )
+    async with router.client.post(
+        "/phone-number",
+        json={"provider": "plivo", "number": NUMBER, "credentialId": other["id"]},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ) as response:
+        assert response.status == 409
+        assert first["id"] in (await response.json())["message"]
+    await router.create_number(assistantId="asst-2")  # Twilio, same digits: no conflict
