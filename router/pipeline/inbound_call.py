@@ -32,7 +32,7 @@ class InboundCall:
     (epoch seconds), `created_at` as the datetime the `call` object sent to servers has.
     """
 
-    provider: str  # the webhook's provider: twilio | telnyx | vonage | sip
+    provider: str  # the webhook's provider: twilio | telnyx | vonage | plivo | sip
     provider_call_id: str  # CallSid, call_control_id (TeXML CallSid) or Vonage uuid
     from_number: str  # the caller; may be "anonymous" or a provider's withheld form
     to_number: str | None  # the called number in E.164, None for SIP-URI calls
