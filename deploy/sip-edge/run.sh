@@ -41,10 +41,8 @@ esac
 
 here=$(cd "$(dirname "$0")" && pwd)
 kamailio=${KAMAILIO:-$(command -v kamailio || echo /usr/sbin/kamailio)}
-modules=${KAMAILIO_MODULES:-/usr/lib/x86_64-linux-gnu/kamailio/modules}
-if [ ! -d "$modules" ]; then
-    modules=$(dirname "$(find /usr/lib -name tm.so -path '*kamailio*' -print -quit)")
-fi
+# Debian's module directory is per architecture (/usr/lib/<triplet>/kamailio/modules).
+modules=${KAMAILIO_MODULES:-$(dirname "$(find /usr/lib /usr/local/lib -path '*kamailio/modules/tm.so' -print -quit 2>/dev/null)")}
 
 # Everything Kamailio writes (pid file, the config with its trunks) lives in a directory
 # of its own: no /var/run needed, several edges on one host.

@@ -187,9 +187,7 @@ def test_transfer_to_sip_sends_sip_headers_as_x_headers() -> None:
         "type": "sip",
         "uri": "sip:oncall@pbx.example.com",
         "headers": {"x-Queue": "sales", "X-Priority": "2", "User-to-User": "abc", "x-vip": "true"},
-        "headerLines": (
-            "x-Queue: sales\r\nX-Priority: 2\r\nUser-to-User: abc\r\nx-vip: true\r\n"
-        ),
+        "headerLines": ("x-Queue: sales\r\nX-Priority: 2\r\nUser-to-User: abc\r\nx-vip: true\r\n"),
         "callerId": "+14155550100",
     }
     assert body["endedReason"] == "assistant-request-failed"
