@@ -5,9 +5,9 @@ same run: through the edge (Kamailio from deploy/sip-edge/run.sh asking router's
 `/sip/route` over HTTP, router on Redis deciding an assistant on a `sip` runtime, the
 edge relaying the INVITE to a SIPp agent playing the runtime), and straight to that agent.
 The figure is each call's set-up time on the caller's clock: from sending the INVITE to
-receiving its 200 OK (SIPp's gettimeofday, microseconds), p50 and p99 over every call of each path, and the ratios edge/direct. Servers
-(Redis, router, Kamailio, the agent) run on core 0, the caller on core 1 when the
-machine has two cores.
+receiving its 200 OK (SIPp's gettimeofday, in microseconds), p50 and p99 over every call
+of each path, and the ratios edge/direct. Servers (Redis, router, Kamailio, the agent) run
+on core 0, the caller on core 1 when the machine has two cores.
 
 Run: `python bench/sip_edge.py` (300 calls a path at 50 calls/s, about 30 s) or `--quick`.
 """
@@ -100,7 +100,7 @@ def run_calls(
         *("-s", USER, "-key", "domain", DOMAIN, "-key", "caller", CALLER),
         *("-trace_logs", "-nostdin", "-timeout", "120s", "-timeout_error"),
     ]
-    done = subprocess.run(argv, cwd=workdir, capture_output=True, timeout=180, check=False)  # noqa: S603
+    done = subprocess.run(argv, cwd=workdir, capture_output=True, timeout=180, check=False)
     if done.returncode != 0:
         tail = done.stdout.decode(errors="replace")[-2000:]
         raise RuntimeError(f"sipp {name} exited with {done.returncode}:\n{tail}")
