@@ -182,6 +182,11 @@ class Stack:
         assert lines, f"sipp logged no final answer (exit {done.returncode}): {done.stdout!r}"
         return lines[0][0], [line[-1] for line in lines]
 
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.router_url + "/metrics", timeout=10) as response:  # noqa: S310
+            text: str = response.read().decode()
+            return text
+
     def call_record(self, router_call_id: str) -> dict[str, Any]:
         record: dict[str, Any] = self.api("GET", f"/call/{quote(router_call_id, safe='')}")
         return record
@@ -277,7 +282,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         runtimes.write_text(
             "runtimes:\n"
             f'  - {{name: agent, kind: sip, uri: "sip:agent@127.0.0.1:{runtime.port}"}}\n'
+            # TCP to a port nothing listens on: refused at once
+            f'  - {{name: dead, kind: sip, uri: "sip:agent@127.0.0.1:{udp_port()};transport=tcp"}}\n'
             "routes:\n"
+            "  - match: {assistantId: asst-failover}\n"
+            "    runtimes: [{name: dead}, {name: agent, weight: 0}]\n"
             "  - match: {provider: sip}\n"
             "    runtimes: [{name: agent}]\n"
         )
@@ -437,6 +446,33 @@ def test_a_byo_number_on_its_trunks_gateway_routes(stack: Stack) -> None:
     # the same number from elsewhere is not the trunk's
     _, finals = stack.call(TRUNK_NUMBER)
     assert finals == ["404"]
+
+
+def test_a_runtime_that_refuses_the_call_is_told_and_the_next_one_takes_it(
+    stack: Stack,
+) -> None:
+    """The first runtime fails: the edge posts `refused` to connectUrl and dials the runtime
+    router names next; that one answers and is reported `taken`."""
+    vapi_number(stack, "failover", assistantId="asst-failover")
+    call_id, finals = stack.call("failover")
+    assert finals == ["200"]
+    invite = stack.runtime.invite(call_id)
+    assert invite["x-router-target-id"] == "asst-failover"
+    failovers = [
+        (event["runtime"], event["to_runtime"])
+        for line in (stack.workdir / "router.log").read_text().splitlines()
+        if line.startswith("{")
+        and (event := json.loads(line)).get("event") == "runtime.failover"
+        and event["call_id"].startswith(call_id + "~")
+    ]
+    assert failovers == [("dead", "agent")]
+    # `taken` is posted from the edge's event queue, after the answer
+    taken = 'router_runtime_attempts_total{result="taken",runtime="agent"}'
+    deadline = time.monotonic() + 5
+    while taken not in (metrics := stack.metrics()):
+        assert time.monotonic() < deadline, metrics
+        time.sleep(0.05)
+    assert 'router_runtime_attempts_total{result="refused",runtime="dead"} 1.0' in metrics
 
 
 def test_a_router_that_does_not_answer_in_time_gets_a_clean_503(stack: Stack) -> None:
