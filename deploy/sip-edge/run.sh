@@ -68,6 +68,10 @@ advertise=()
 if [ -n "${EDGE_ADVERTISE:-}" ]; then
     advertise=(-l "udp:$listen:$port/${EDGE_ADVERTISE}" -l "tcp:$listen:$port/${EDGE_ADVERTISE}")
 else
+    if [ "$listen" = 0.0.0.0 ]; then
+        # Record-Route would name 0.0.0.0: in-dialog requests (the BYE) need a real address
+        echo "run.sh: listening on 0.0.0.0 without EDGE_ADVERTISE: set it to the address callers reach" >&2
+    fi
     advertise=(-l "udp:$listen:$port" -l "tcp:$listen:$port")
 fi
 

@@ -257,12 +257,7 @@ def start_edge(
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    missing = missing_tools()
-    if missing:
-        reason = f"the SIP edge end-to-end test needs: apt-get install {' '.join(missing)}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)  # CI installs them (.ci/run): their absence is a failure
-        pytest.skip(reason)
+    require_tools()
     workdir = tmp_path_factory.mktemp("sip-edge")
     started = Processes()
     try:
@@ -278,12 +273,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 log=agent.workdir / "sipp.out",
                 cwd=agent.workdir,
             )
-        runtimes = workdir / "runtimes.yml"
+        runtimes, dead = workdir / "runtimes.yml", udp_port()
         runtimes.write_text(
             "runtimes:\n"
             f'  - {{name: agent, kind: sip, uri: "sip:agent@127.0.0.1:{runtime.port}"}}\n'
             # TCP to a port nothing listens on: refused at once
-            f'  - {{name: dead, kind: sip, uri: "sip:agent@127.0.0.1:{udp_port()};transport=tcp"}}\n'
+            f'  - {{name: dead, kind: sip, uri: "sip:agent@127.0.0.1:{dead};transport=tcp"}}\n'
             "routes:\n"
             "  - match: {assistantId: asst-failover}\n"
             "    runtimes: [{name: dead}, {name: agent, weight: 0}]\n"
@@ -334,6 +329,35 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
     finally:
         started.stop()
+
+
+def require_tools() -> None:
+    missing = missing_tools()
+    if missing:
+        reason = f"the SIP edge end-to-end test needs: apt-get install {' '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)  # CI installs them (.ci/run): their absence is a failure
+        pytest.skip(reason)
+
+
+def test_the_config_passes_kamailios_check_and_names_a_missing_setting(tmp_path: Path) -> None:
+    """`kamailio -c` accepts the config with its settings, and refuses it without them."""
+    require_tools()
+    config = REPO / "deploy" / "sip-edge" / "kamailio.cfg"
+    modules = str(next(Path("/usr/lib").glob("*/kamailio/modules")))
+    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    settings = {
+        "EDGE_ROUTER_URL": "http://127.0.0.1:1",
+        "EDGE_SECRET": "s",
+        "EDGE_HTTP_TIMEOUT": "8",
+    }
+    argv = [kamailio, "-c", "-f", str(config), "-L", modules]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    ok = subprocess.run(argv, env=env | settings, capture_output=True, check=False, cwd=tmp_path)  # noqa: S603
+    assert ok.returncode == 0, ok.stderr.decode()
+    unset = subprocess.run(argv, env=env, capture_output=True, check=False, cwd=tmp_path)  # noqa: S603
+    assert unset.returncode != 0
+    assert b"env variable not defined [EDGE_ROUTER_URL]" in unset.stderr
 
 
 def vapi_number(stack: Stack, user: str, **fields: Any) -> dict[str, Any]:
