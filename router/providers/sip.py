@@ -106,6 +106,8 @@ _STATUSES: Final = {
 }
 # Control characters: they would end or split a SIP header line at the edge.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A SIP header name (RFC 3261 `token`): only these make a line an edge can append as is.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
 _URI_SCHEMES: Final = ("sip:", "sips:", "tel:")
 _M = TypeVar("_M", bound=OpenModel)
 
@@ -287,7 +289,8 @@ class SipProvider:
                 # A media stream's URL for a `stream` runtime, a SIP URI for a `sip` one.
                 "runtimeUrl": ctx.runtime_address if ctx.runtime_kind != "sip" else None,
                 "runtimeUri": ctx.runtime_address if ctx.runtime_kind == "sip" else None,
-                "headers": runtime_headers(outcome, number, ctx, warnings),
+                "headers": (headers := runtime_headers(outcome, number, ctx, warnings)),
+                "headerLines": header_lines(headers, warnings),
                 # Where the edge says whether the runtime took the call (None: nowhere).
                 "connectUrl": callback_url(ctx, "/sip/connect"),
             }
@@ -548,10 +551,12 @@ def _destination(
     if isinstance(dest, TransferDestinationNumber):
         out = {"type": "number", "number": dest.number, "extension": dest.extension}
     else:
+        headers = _sip_headers(dest.sip_headers, warnings)
         out = {
             "type": "sip",
             "uri": dest.sip_uri,
-            "headers": _sip_headers(dest.sip_headers, warnings),
+            "headers": headers,
+            "headerLines": header_lines(headers, warnings),
         }
     out["callerId"] = caller_id
     plan = dest.transfer_plan
@@ -580,6 +585,19 @@ def _sip_headers(headers: Mapping[str, Any] | None, warnings: list[str]) -> dict
             warnings.append(f"header {name}: control characters removed")
         out[name] = clean
     return out
+
+
+def header_lines(headers: Mapping[str, str], warnings: list[str]) -> str:
+    """`headers` as SIP header lines, `Name: value` each ended by CRLF, for an edge that
+    cannot walk a JSON object (Kamailio's json module reads fields by name only). Values
+    hold no control characters already; a name that is no SIP token is left out, and said."""
+    lines = []
+    for name, value in headers.items():
+        if _HEADER_NAME.fullmatch(name):
+            lines.append(f"{name}: {value}\r\n")
+        else:
+            warnings.append(f"header {name!r} left out of headerLines: not a SIP header name")
+    return "".join(lines)
 
 
 def _caller_id(template: str | None, call: InboundCall, number: AnyPhoneNumber) -> str | None:

@@ -377,6 +377,7 @@ async def test_an_assistant_request_destination_is_a_sip_transfer_with_x_headers
         "type": "sip",
         "uri": "sip:oncall@pbx.example.com",
         "headers": {"x-Queue": "night", "X-Ticket": "42"},
+        "headerLines": "x-Queue: night\r\nX-Ticket: 42\r\n",
         "callerId": CALLER,
     }
     assert (answer["route"], answer["endedReason"]) == (

@@ -19,7 +19,7 @@ from router.pipeline.decision import (
 )
 from router.pipeline.inbound_call import InboundCall
 from router.providers.plugin import RenderContext
-from router.providers.sip import SipProvider
+from router.providers.sip import SipProvider, header_lines
 
 RUNTIME_URL = "wss://runtime.example.com/stream"
 CALL_ID = "a84b4c76e66710@pc33.example.com~0123456789ab"
@@ -105,6 +105,13 @@ def test_connect_names_the_runtime_target_and_router_headers(target: Any) -> Non
             "x-router-phone-number-id": "pn-byo",
             "x-router-org-id": "org-1",
         },
+        "headerLines": (
+            f"x-router-call-id: {CALL_ID}\r\n"
+            f"x-router-target: {target}\r\n"
+            f"x-router-target-id: {target}-1\r\n"
+            "x-router-phone-number-id: pn-byo\r\n"
+            "x-router-org-id: org-1\r\n"
+        ),
         "route": target,
         "endedReason": None,
         "trace": [f"{target}Id"],
@@ -180,6 +187,7 @@ def test_transfer_to_sip_sends_sip_headers_as_x_headers() -> None:
         "type": "sip",
         "uri": "sip:oncall@pbx.example.com",
         "headers": {"x-Queue": "sales", "X-Priority": "2", "User-to-User": "abc", "x-vip": "true"},
+        "headerLines": ("x-Queue: sales\r\nX-Priority: 2\r\nUser-to-User: abc\r\nx-vip: true\r\n"),
         "callerId": "+14155550100",
     }
     assert body["endedReason"] == "assistant-request-failed"
@@ -202,9 +210,22 @@ def test_control_characters_in_sip_header_values_are_removed() -> None:
         "x-Tab": "ab",
         "x-Plain": "ok",
     }
+    assert body["destination"]["headerLines"] == "x-Queue: sales\r\nx-Tab: ab\r\nx-Plain: ok\r\n"
     assert sorted(warnings) == [
         "header x-Queue: control characters removed",
         "header x-Tab: control characters removed",
+    ]
+
+
+def test_a_header_name_that_is_no_sip_token_is_left_out_of_header_lines() -> None:
+    """`headerLines` is appended to the INVITE as is: a name with a space or a colon (which
+    `sipHeaders` validation refuses already) would make another header of its value."""
+    warnings: list[str] = []
+    lines = header_lines({"x-Bad Name": "v", "Via:x": "w", "x-Good": "o'k"}, warnings)
+    assert lines == "x-Good: o'k\r\n"
+    assert warnings == [
+        "header 'x-Bad Name' left out of headerLines: not a SIP header name",
+        "header 'Via:x' left out of headerLines: not a SIP header name",
     ]
 
 
