@@ -39,12 +39,19 @@ def error_response(error: ApiError) -> web.Response:
 
 
 def edge(
-    handler: Handler, metrics: Metrics, *, inflight: Gauge | None = None, matched: bool = True
+    handler: Handler,
+    metrics: Metrics,
+    *,
+    inflight: Gauge | None = None,
+    matched: bool = True,
+    timed: bool = True,
 ) -> Handler:
     """`handler` with what every route gets at the edge: the request counted by route
     template and status, and timed; every error leaves as JSON, and bad input is never a
     500. `inflight` also counts the requests being answered now (provider webhooks);
-    `matched=False` counts them as `unmatched` (the route no other route matched).
+    `matched=False` counts them as `unmatched` (the route no other route matched);
+    `timed=False` leaves the timing to another histogram (the answers to calls:
+    `router_decision_seconds`).
 
     A wrapper put on each route, not an application middleware: aiohttp then calls a
     route's handler directly, without building a middleware chain and two more coroutines
@@ -71,7 +78,8 @@ def edge(
             if inflight is not None:
                 inflight.dec()
             resource = request.match_info.route.resource if matched else None
-            metrics.http_request(request.method, resource, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started if timed else None
+            metrics.http_request(request.method, resource, status, seconds)
 
     return at_the_edge
 

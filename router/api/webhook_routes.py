@@ -303,8 +303,8 @@ def provider_routes(provider: Provider, inbound: Inbound) -> list[web.RouteDef]:
     inflight = metrics.inflight_webhooks
     answer = partial(_answer, inbound=inbound, provider=provider)
     handlers = {
-        "voice": edge(partial(answer, fallback=False), metrics, inflight=inflight),
-        "fallback": edge(partial(answer, fallback=True), metrics, inflight=inflight),
+        "voice": edge(partial(answer, fallback=False), metrics, inflight=inflight, timed=False),
+        "fallback": edge(partial(answer, fallback=True), metrics, inflight=inflight, timed=False),
         "status": edge(partial(_status, inbound=inbound, provider=provider), metrics),
         "connect": edge(
             partial(_connect_callback, inbound=inbound, provider=provider),

@@ -180,7 +180,9 @@ class Metrics:
             multiprocess_mode="livemin",
         )
 
-    def http_request(self, method: str, resource: object, status: int, seconds: float) -> None:
+    def http_request(
+        self, method: str, resource: object, status: int, seconds: float | None
+    ) -> None:
         """Count and time one HTTP request; `resource` is the aiohttp resource it matched
         (None when none did). The children for each (method, resource, status) are found
         once and kept: this runs for every request, webhooks included."""
@@ -198,7 +200,8 @@ class Metrics:
                 self._http_children[key] = children
         count, latency = children
         count.inc()
-        latency.observe(seconds)
+        if seconds is not None:
+            latency.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The text exposition: this app's registry, or every worker's in multiprocess mode."""

@@ -18,7 +18,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from router.ops.logs import configure_logging
+from router.ops.logs import Timestamper, configure_logging
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -205,3 +205,18 @@ def test_a_stdout_whose_reader_left_never_fails_the_caller() -> None:
     finally:
         with contextlib.suppress(OSError):
             stream.close()
+
+
+def test_timestamps_are_the_instant_across_second_boundaries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The per-second prefix is redone when the second changes, and the microseconds are
+    the instant's: each stamp reads back as the time it was taken."""
+    stamp = Timestamper()
+    instants = [1_796_601_599.999999, 1_796_601_600.0, 1_796_601_600.000001, 1_796_601_600.5]
+    for instant in instants:
+        monkeypatch.setattr("router.ops.logs.time.time", lambda instant=instant: instant)
+        line = stamp(None, "info", {})["timestamp"]
+        assert TIMESTAMP.fullmatch(line), line
+        expected = datetime.fromtimestamp(instant, UTC)
+        assert abs(datetime.fromisoformat(line) - expected) <= timedelta(microseconds=1), line

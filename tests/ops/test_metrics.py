@@ -112,6 +112,8 @@ async def test_metrics_count_calls_latency_cache_rejections_and_api_requests(
     webhook = {"method": "POST", "route": "/twilio/voice"}
     assert after.value("router_api_requests_total", status="200", **webhook) == 5
     assert after.value("router_api_requests_total", status="403", **webhook) == 1
+    # Call webhooks are timed once, by `router_decision_seconds`, not twice.
+    assert after.value("router_api_request_seconds_count", **webhook) == 0
     assert after.value("router_inflight_webhooks") == 0
 
     # A path no route has, and a route's path with another method.
