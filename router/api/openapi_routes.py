@@ -1,7 +1,9 @@
 """The OpenAPI document served at `/openapi.json`: the seed spec plus router's additions.
 
-The seed's operations and schemas are served exactly as the seed has them; router's
-own operations (Twilio import, credentials, call records) are added beside them. Router's
+The seed's operations and schemas are served as the seed has them; router's own operations
+(Twilio import, credentials, call records, health) are added beside them, and every
+operation declares its error answers (router/api/openapi_additions.py, which also adds
+router's fields on the seed's phone number schemas, listed in the document). Router's
 extensions to the seed's own shapes (SPEC §12: `call.ringing` filters and the `reject`
 action; SPEC §13: Plivo numbers) widen the seed's schema at a few places, listed in
 `x-router-extensions`: each JSON pointer there is served as `oneOf` the seed's schema and
@@ -22,6 +24,11 @@ from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
 from router.api.edge import json_response
+from router.api.openapi_additions import (
+    add_error_responses,
+    add_router_fields,
+    add_router_operations,
+)
 from router.models.credentials import CREATE_CREDENTIAL_MODELS, CREDENTIAL_MODELS
 from router.models.ringing import (
     AttestationHookFilter,
@@ -226,6 +233,8 @@ def _document() -> dict[str, Any]:
         "get": _operation(
             "CredentialController_findAll",
             "List Credentials",
+            # The same `limit` and time filters as the seed's `GET /phone-number`.
+            parameters=copy.deepcopy(doc["paths"]["/phone-number"]["get"]["parameters"]),
             responses=answer("200", {"type": "array", "items": _one_of(record_names)}),
         ),
     }
@@ -255,6 +264,9 @@ def _document() -> dict[str, Any]:
     }
     _add_extensions(doc)
     _fix_contradictions(schemas)
+    add_router_fields(doc)
+    add_router_operations(doc)
+    add_error_responses(doc)
     # The schemas pydantic writes (credentials, extensions) use JSON Schema 2020-12's
     # `type: "null"` and `const`, which OpenAPI 3.0 does not have: the document is 3.1,
     # whose schemas are JSON Schema 2020-12 (the seed's 3.0 parts read the same there).

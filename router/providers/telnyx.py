@@ -29,14 +29,19 @@ it. A URL over 2048 characters loses its `targetId` segment (reported in the log
 event's warnings) rather than risk Telnyx refusing the stream. The same values also go as
 `<Parameter>`s (`callId`, `target`, `targetId`, `phoneNumberId`), which Telnyx's
 `<Stream>` page lists as sent in the `start` message; the path is the contract. The
-stream is `bidirectionalMode="rtp"` with `PCMU`, so the runtime sends back the same 8 kHz
-mu-law frames it gets (TeXML's default, `mp3`, would need MP3 chunks).
+stream names its codec both ways: `codec="PCMU"` (without it Telnyx streams the call's own
+codec, G.722 or Opus on a wideband call) and `bidirectionalMode="rtp"` with
+`bidirectionalCodec="PCMU"`, so the runtime gets and sends back 8 kHz mu-law frames, as
+on Twilio (TeXML's default, `mp3`, would need MP3 chunks).
 
 Transfers: `callerId` must be E.164 on Telnyx, so a template or literal that is not one
 is left out (Telnyx then presents its default) and reported. Extensions become
-`sendDigits` on `<Number>` after `ww` (one second), as for Twilio. SIP headers go in the
-URI's query with the `x-` prefix (TwiML's form, which TeXML follows). `<Dial timeout>` is
-held within TeXML's 5-120 seconds.
+`sendDigits` on `<Number>` after `ww` (one second), as for Twilio. TeXML documents no way
+to put SIP headers on a `<Sip>` leg (TwiML's `?x-...` URI query is not in Telnyx's
+`<Dial>` page): a transfer's `sipHeaders` are left out and reported, the call still
+transferred; a `sip` runtime, which needs its `x-router-*` headers, is refused for Telnyx
+calls when the runtimes file is read (router/runtimes/config.py). `<Dial timeout>` is held
+within TeXML's 5-120 seconds.
 """
 
 from __future__ import annotations
@@ -93,8 +98,14 @@ TIMESTAMP_HEADER: Final = "telnyx-timestamp"
 TIMESTAMP_TOLERANCE_SECONDS: Final = 300
 SIGNATURE_BYTES: Final = 64
 STREAM_URL_LIMIT: Final = 2048  # characters of a <Stream> url, inclusive
-# Telnyx's rtp mode takes raw codec frames; PCMU matches Twilio's 8 kHz mu-law.
-STREAM_ATTRIBUTES: Final = (("bidirectionalMode", "rtp"), ("bidirectionalCodec", "PCMU"))
+# 8 kHz mu-law both ways, as Twilio streams: `codec` is what Telnyx sends (its default is
+# the call's own codec; it transcodes only PCMA to PCMU), `bidirectionalCodec` what it
+# takes back in rtp mode (raw codec frames, not TeXML's default MP3 chunks).
+STREAM_ATTRIBUTES: Final = (
+    ("codec", "PCMU"),
+    ("bidirectionalMode", "rtp"),
+    ("bidirectionalCodec", "PCMU"),
+)
 DIAL_TIMEOUT_BOUNDS: Final = (5, 120)
 _TIMESTAMP: Final = re.compile(r"[0-9]{1,15}")
 # `account_id`: the TeXML application, else the account.
@@ -304,7 +315,11 @@ def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings
     if isinstance(dest, TransferDestinationNumber):
         noun = number_noun(dest)
     else:
-        noun = twiml.sip(dest.sip_uri, dest.sip_headers or {}, warnings)
+        if dest.sip_headers:
+            # Telnyx documents no SIP headers on a TeXML <Sip>: the transfer goes ahead
+            # without them rather than with a URI Telnyx may dial as written.
+            warnings.append("sipHeaders dropped: TeXML documents no SIP headers on <Sip>")
+        noun = twiml.sip(dest.sip_uri, {}, warnings)
     return twiml.dial(
         noun, caller, dial_timeout(dest.transfer_plan), timeout_bounds=DIAL_TIMEOUT_BOUNDS
     )

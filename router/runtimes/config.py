@@ -36,14 +36,24 @@ DEFAULT_RUNTIME: Final = "default"
 
 # What each provider's call-control language can carry out. Vonage's NCCO and Plivo XML
 # have no ConversationRelay, and a SIP edge bridges SIP and media streams, not Twilio's relay.
+# TeXML's <Dial><Sip> documents no SIP headers, and a `sip` runtime learns the call's ids
+# from its `x-router-*` headers only.
 PROVIDER_KINDS: Final[Mapping[str, frozenset[str]]] = {
     "twilio": frozenset({"stream", "sip", "conversation-relay"}),
-    "telnyx": frozenset({"stream", "sip", "conversation-relay"}),
+    "telnyx": frozenset({"stream", "conversation-relay"}),
     "vonage": frozenset({"stream", "sip"}),
     "plivo": frozenset({"stream", "sip"}),
     "sip": frozenset({"stream", "sip"}),
 }
 PROVIDERS: Final = tuple(PROVIDER_KINDS)
+# Why a provider cannot reach a kind, where the language has the verb but not what the
+# runtime needs.
+WHY_NOT: Final[Mapping[tuple[str, str], str]] = {
+    ("telnyx", "sip"): (
+        "TeXML documents no SIP headers on <Dial><Sip>, and a sip runtime reads the "
+        "call's ids from its x-router-* headers"
+    ),
+}
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # A SIP URI router can dial: a user part, a host, optional parameters, no headers of its
@@ -170,10 +180,22 @@ class Route(_Strict):
             [r.name for r in self.runtimes], [r.weight for r in self.runtimes], bool(self.sticky)
         )
 
-    def providers(self) -> tuple[str, ...]:
-        """The providers whose calls this route may serve."""
+    def providers(self, earlier: Sequence[Route] = ()) -> tuple[str, ...]:
+        """The providers whose calls this route may serve: those its `match.provider`
+        allows, less those an `earlier` route takes all of (first match wins)."""
         pattern = self.match.get("provider", "*")
-        return tuple(p for p in PROVIDERS if fnmatch.fnmatchcase(p, pattern))
+        return tuple(
+            p
+            for p in PROVIDERS
+            if fnmatch.fnmatchcase(p, pattern) and not any(r._takes_all(self, p) for r in earlier)
+        )
+
+    def _takes_all(self, later: Route, provider: str) -> bool:
+        """Whether this route matches every call of `provider` that `later` matches: it
+        allows the provider, and each of its other fields is `later`'s, as written."""
+        if not fnmatch.fnmatchcase(provider, self.match.get("provider", "*")):
+            return False
+        return all(later.match.get(k) == v for k, v in self.match.items() if k != "provider")
 
     def matches(self, facts: Mapping[str, str | None]) -> bool:
         """Whether every field of `match` matches the call's (exactly, or as a glob)."""
@@ -203,12 +225,15 @@ class RuntimesFile(_Strict):
             for entry in route.runtimes:
                 if entry.name not in kinds:
                     raise ValueError(f"routes[{index}] names runtime {entry.name}, not defined")
-                for provider in route.providers():
-                    if kinds[entry.name] not in PROVIDER_KINDS[provider]:
+                for provider in route.providers(self.routes[:index]):
+                    kind = kinds[entry.name]
+                    if kind not in PROVIDER_KINDS[provider]:
+                        why = WHY_NOT.get((provider, kind))
                         raise ValueError(
-                            f"routes[{index}]: runtime {entry.name} is a {kinds[entry.name]} "
-                            f"runtime, which {provider} calls cannot reach; restrict the "
-                            f"route with match.provider (e.g. provider: twilio)"
+                            f"routes[{index}]: runtime {entry.name} is a {kind} "
+                            f"runtime, which {provider} calls cannot reach"
+                            f"{f' ({why})' if why else ''}; restrict the route with "
+                            f"match.provider (e.g. provider: twilio)"
                         )
         return self
 

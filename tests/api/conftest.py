@@ -344,6 +344,20 @@ def with_extensions(doc: dict[str, Any], served: dict[str, Any]) -> dict[str, An
         else:
             parent[last] = {"oneOf": [seed, *refs]}
         added_names.update(names)
+    # Router's fields on seed schemas and values in seed enums, as served.
+    for pointer, fields in served.get("x-router-properties", {}).items():
+        if pointer.split("/")[3] not in schemas:
+            continue  # router's own schema (the Twilio import's), not the seed's
+        properties, given = _at(widened, pointer), _at(served, pointer)
+        for field in fields:
+            assert field not in properties, f"router's {field} must not replace the seed's"
+            properties[field] = given[field]
+            for ref in re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(given[field])):
+                assert ref in schemas, f"{pointer}/{field} refers to {ref}, not a seed schema"
+    for pointer, values in served.get("x-router-enum-values", {}).items():
+        items = _at(widened, pointer)
+        assert not set(values) & set(items["enum"])
+        items["enum"] = [*items["enum"], *values]
     # The added schemas, and the ones they refer to, exactly as served.
     pending = sorted(added_names)
     while pending:
@@ -354,6 +368,13 @@ def with_extensions(doc: dict[str, Any], served: dict[str, Any]) -> dict[str, An
             if ref not in schemas and ref not in pending:
                 pending.append(ref)
     return widened
+
+
+def _at(doc: dict[str, Any], pointer: str) -> Any:
+    node: Any = doc
+    for key in pointer.strip("/").split("/"):
+        node = node[key]
+    return node
 
 
 # Request paths to the path templates of the documents (import before `{id}`).
@@ -417,8 +438,7 @@ class Conformance:
 def conformance() -> Conformance:
     """One checker for the session (validators are compiled once)."""
     served = build_document()  # router serves the seed with those four places fixed
-    seed = with_extensions(load_seed(), served)
-    return Conformance(patch_contradictions(seed), served)
+    return Conformance(with_extensions(patch_contradictions(load_seed()), served), served)
 
 
 # --- the client ---------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped,unused-ignore]  # no stubs in the test extras
 import pytest
 
+from router.providers import PROVIDERS
+
 from .conftest import (
     PACKAGED_SPEC_DIR,
     SEED_FILE,
@@ -119,25 +121,74 @@ def unescaped(pointer: str) -> str:
     return "/" + "/".join(k.replace("~1", "/").replace("~0", "~") for k in keys)
 
 
+# Router's fields on the seed's phone number schemas (docs/routing.md), and its ending-hook
+# reason: added beside the seed's, never replacing one.
+_ROUTING_FIELDS = ["maxConcurrentCalls", "overflowDestination"]
+DOCUMENTED_PROPERTIES = {
+    f"/components/schemas/{name}/properties": sorted(
+        [*_ROUTING_FIELDS, *([] if name.endswith("PhoneNumber") else ["status"])]
+    )
+    for name in [
+        "ImportTwilioPhoneNumberDTO",
+        *(
+            f"{kind}{provider}PhoneNumberDTO"
+            for provider in ("Twilio", "Telnyx", "Vonage", "Plivo", "Vapi", "Byo")
+            for kind in ("Create", "Update")
+        ),
+        *(f"{p}PhoneNumber" for p in ("Twilio", "Telnyx", "Vonage", "Plivo", "Vapi", "Byo")),
+    ]
+}
+DOCUMENTED_ENUM_VALUES = {
+    "/components/schemas/PhoneNumberCallEndingHookFilter/properties/oneOf/items": [
+        "runtime-unavailable"
+    ]
+}
+ERROR_REF = {"$ref": "#/components/schemas/ErrorResponse"}
+
+
 async def test_openapi_json_serves_the_seed_operations_and_schemas_unchanged(api: Api) -> None:
     """`GET /openapi.json` holds every seed path and operation, and every seed schema, as is,
     but where it documents a router extension: there, and only there, the seed's schema is
-    one member of a `oneOf` with the extension's (so every seed-valid value stays valid).
-    The seed's four self-contradictions are served fixed (the document is valid OpenAPI:
+    one member of a `oneOf` with the extension's (so every seed-valid value stays valid), or
+    gains router's fields or enum values. Operations gain only their error answers. The
+    seed's four self-contradictions are served fixed (the document is valid OpenAPI:
     test_openapi_json_is_a_valid_openapi_document)."""
     served = expect(await api.get("/openapi.json"), 200)
     seed = patch_contradictions(load_seed())
     assert served["x-router-extensions"] == DOCUMENTED_EXTENSIONS
+    assert served["x-router-properties"] == DOCUMENTED_PROPERTIES
+    assert served["x-router-enum-values"] == DOCUMENTED_ENUM_VALUES
     expected = with_extensions(seed, served)
     for path, operations in seed["paths"].items():
         for method in operations:
-            assert served["paths"][path][method] == expected["paths"][path][method], path
+            operation = expected["paths"][path][method]
+            answers = dict(served["paths"][path][method]["responses"])
+            errors = {s: answers.pop(s) for s in list(answers) if s not in operation["responses"]}
+            assert {**served["paths"][path][method], "responses": answers} == operation, path
+            assert errors and all(int(s) >= 400 for s in errors), f"{method} {path}"
+            assert all(
+                e["content"]["application/json"]["schema"] == ERROR_REF for e in errors.values()
+            )
     for name in seed["components"]["schemas"]:
         assert served["components"]["schemas"][name] == expected["components"]["schemas"][name]
+    for pointer, fields in DOCUMENTED_PROPERTIES.items():
+        properties = served
+        for key in pointer.strip("/").split("/"):
+            properties = properties[key]
+        for field in fields:
+            assert properties[field]["x-router-extension"] is True, f"{pointer}/{field}"
+            assert properties[field]["description"].startswith("Router extension")
     # Widened only at the documented pointers, plus the extensions' own schemas.
     added = {"WeeklyWindow", *(n for names in DOCUMENTED_EXTENSIONS.values() for n in names)}
     allowed = [
         *map(unescaped, DOCUMENTED_EXTENSIONS),
+        *(
+            f"{p}/{f}"
+            for p, fields in DOCUMENTED_PROPERTIES.items()
+            if p.split("/")[3] in seed["components"]["schemas"]  # not the Twilio import's
+            for f in fields
+        ),
+        *(f"{p}/enum" for p in DOCUMENTED_ENUM_VALUES),
         *(f"/components/schemas/{n}" for n in added),
     ]
     found = differences(seed, expected)
@@ -272,3 +323,51 @@ async def test_every_operation_with_rich_bodies_matches_the_spec(api: Api) -> No
 
     checked = set(conformance().checked[before:])
     assert checked == ALL_OPERATIONS
+
+
+# Routes router serves that are not API operations: providers' webhooks and the runtime
+# callbacks router writes into its answers (form bodies, signed: docs/providers.md).
+WEBHOOK_PREFIXES = tuple(f"/{name}/" for name in PROVIDERS)
+
+
+async def test_every_api_route_is_an_operation_that_declares_its_errors(api: Api) -> None:
+    """Each route router serves, but the providers' webhooks, is an operation of
+    `/openapi.json`; each declares its error answers with the error body (a 401 where a
+    key is needed, a 400 where it takes input, a 404 where it names a resource), and each
+    `{id}` is a UUID."""
+    served = expect(await api.get("/openapi.json"), 200)
+    routes = {
+        (route.method.lower(), route.resource.canonical)
+        for route in api.app.router.routes()
+        if route.resource is not None
+        and route.method not in ("HEAD", "*")
+        and not route.resource.canonical.startswith(WEBHOOK_PREFIXES)
+    }
+    documented = {(m, p) for p, operations in served["paths"].items() for m in operations}
+    assert routes == documented
+    assert served["components"]["schemas"]["ErrorResponse"]["required"] == [
+        "statusCode",
+        "error",
+        "message",
+    ]
+    for path, operations in served["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            errors = {s: a for s, a in answers.items() if int(s) >= 400}
+            assert "500" in errors, f"{method} {path}"
+            assert all(
+                a["content"]["application/json"]["schema"] == ERROR_REF
+                for s, a in errors.items()
+                if (path, s) != ("/readyz", "503")  # not ready: the readiness body
+            ), f"{method} {path}"
+            if operation["security"]:
+                assert "401" in errors and "503" in errors, f"{method} {path}"
+            if operation.get("parameters") or "requestBody" in operation:
+                assert "400" in errors, f"{method} {path}"
+            if "requestBody" in operation:
+                assert {"408", "413", "415"} <= set(errors), f"{method} {path}"
+            for parameter in operation.get("parameters", ()):
+                if parameter["in"] == "path":
+                    assert "404" in errors, f"{method} {path}"
+                    if parameter["name"] == "id":
+                        assert parameter["schema"] == {"type": "string", "format": "uuid"}

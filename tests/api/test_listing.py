@@ -218,6 +218,21 @@ async def test_invalid_dates_are_400(api: Api, name: str) -> None:
             assert f"{name} must be a valid ISO 8601 date string" in rejected(reply), value
 
 
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("/phone-number", "limit"),
+        ("/v2/phone-number", "limit"),
+        ("/v2/phone-number", "page"),
+        ("/credential", "limit"),
+    ],
+)
+async def test_an_empty_limit_or_page_is_400(api: Api, path: str, name: str) -> None:
+    """`?limit=` is no number, as `?updatedAtLt=` is no date: a 400 naming it, not the
+    default (the document declares a number)."""
+    assert rejected(await api.get(path, {name: ""})) == f"{name} must be a number"
+
+
 async def test_unknown_query_parameters_are_ignored(api: Api) -> None:
     """As documented in the README: unknown query parameters do not fail a listing."""
     await create_in_order(api, 1)

@@ -459,7 +459,7 @@ def test_simulate_shows_the_runtime_choice(
                 ],
                 "routes": [
                     {
-                        "match": {"assistantId": "abc"},
+                        "match": {"assistantId": "abc", "provider": "twilio"},
                         "runtimes": [{"name": "oai"}, {"name": "media", "weight": 0}],
                     }
                 ],

@@ -547,12 +547,11 @@ async def telnyx_runtimes(make_router: MakeRouter, tmp_path: Path) -> Router:
                 "runtimes": [
                     {"name": "a", "kind": "stream", "url": "wss://a.example.com/stream"},
                     {"name": "relay", "kind": "conversation-relay", "url": "wss://r.example/ws"},
-                    {"name": "oai", "kind": "sip", "uri": "sip:agent@sip.example.com"},
                 ],
                 "routes": [
                     {
                         "match": {"assistantId": "asst-relay", "provider": "telnyx"},
-                        "runtimes": [{"name": "relay"}, {"name": "oai", "weight": 0}],
+                        "runtimes": [{"name": "relay"}, {"name": "a", "weight": 0}],
                     },
                     {"match": {"assistantId": "asst-1"}, "runtimes": [{"name": "a"}]},
                 ],
@@ -595,7 +594,7 @@ async def test_a_texml_stream_that_started_hangs_up_and_one_that_did_not_falls_b
     assert failover["ended_reason"] == "runtime-unavailable"
 
 
-async def test_a_texml_conversation_relay_fails_over_to_a_sip_runtime(
+async def test_a_texml_conversation_relay_fails_over_to_a_stream_runtime(
     make_router: MakeRouter, tmp_path: Path
 ) -> None:
     router = await telnyx_runtimes(make_router, tmp_path)
@@ -608,10 +607,12 @@ async def test_a_texml_conversation_relay_fails_over_to_a_sip_runtime(
     after = await router.post(
         voice_form(sid, CallStatus="in-progress", ErrorCode="64105"), path=action
     )
-    dial = after.root[0]
-    assert dial.tag == "Dial" and dial.get("action", "").startswith(f"{PUBLIC_URL}/telnyx/connect")
-    (sip,) = list(dial)
-    assert (sip.text or "").startswith("sip:agent@sip.example.com?x-router-call-id=")
+    connect = after.root[0]
+    assert connect.get("action", "").startswith(f"{PUBLIC_URL}/telnyx/connect")
+    (stream,) = list(connect)
+    assert stream.tag == "Stream"
+    assert stream.get("url", "").startswith("wss://a.example.com/stream/")
+    assert stream.get("codec") == "PCMU"
 
 
 # --- numbers keyed by the Telnyx account (`accountId`, a router extension) -------------------

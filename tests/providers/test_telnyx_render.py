@@ -37,7 +37,7 @@ from .telnyx_support import (
 
 CTX = RenderContext(runtime_url=RUNTIME_URL, call_id=CALL_SID, public_base="https://r.example")
 QUOTED_SID = "v3%3A9X2vxPDFY2RHSJ1EdMS0RHRksMTg7ldNxdjWbVr9zBjbGjGsSe-aiQ"
-STREAM_ATTRS = {"bidirectionalMode": "rtp", "bidirectionalCodec": "PCMU"}
+STREAM_ATTRS = {"codec": "PCMU", "bidirectionalMode": "rtp", "bidirectionalCodec": "PCMU"}
 INJECTION = "</Say><Dial>+19005551234</Dial><Say>"
 Tree = tuple[str, dict[str, str], str | None, list[Any]]
 
@@ -256,31 +256,27 @@ def test_the_dial_timeout_is_held_within_texml_bounds(plan: Any, timeout: str) -
 # --- transfer to a SIP URI -------------------------------------------------------------------
 
 
-def test_transfer_to_sip_puts_x_headers_in_the_uri() -> None:
+def test_transfer_to_sip_leaves_out_the_headers_texml_does_not_document() -> None:
+    """Telnyx documents no SIP headers on a TeXML `<Sip>`: the call is transferred to the
+    bare URI (its own URI parameters kept), the headers left out and reported."""
     outcome = transfer(
         type="sip",
-        sipUri="sip:desk@pbx.example.com",
+        sipUri="sip:desk@pbx.example.com;transport=tls",
         sipHeaders={"tenant": "acme", "X-Ticket": "T-1", "User-to-User": "abc", "vip": True},
         callerId="{{phoneNumber.number}}",
     )
-    assert texml(outcome) == dial(
-        (
-            "Sip",
-            {},
-            "sip:desk@pbx.example.com?x-tenant=acme&X-Ticket=T-1&User-to-User=abc&x-vip=true",
-            [],
-        ),
-        callerId=NUMBER,
+    rendered = render(outcome)
+    assert tree(parse_texml(rendered.body)) == dial(
+        ("Sip", {}, "sip:desk@pbx.example.com;transport=tls", []), callerId=NUMBER
     )
+    assert any("sipHeaders dropped" in w for w in rendered.warnings)
 
 
-def test_sip_header_values_are_percent_encoded_inside_the_uri() -> None:
-    outcome = transfer(
-        type="sip", sipUri="sip:desk@pbx.example.com", sipHeaders={"note": "a&b=c <d>"}
-    )
-    sip = parse_texml(render(outcome).body).find("Dial/Sip")
-    assert sip is not None
-    assert sip.text == "sip:desk@pbx.example.com?x-note=a%26b%3Dc%20%3Cd%3E"
+def test_transfer_to_sip_without_headers_reports_nothing() -> None:
+    rendered = render(transfer(type="sip", sipUri="sip:desk@pbx.example.com"))
+    sip = parse_texml(rendered.body).find("Dial/Sip")
+    assert sip is not None and sip.text == "sip:desk@pbx.example.com"
+    assert not any("sipHeaders" in w for w in rendered.warnings)
 
 
 # --- say, reject -----------------------------------------------------------------------------

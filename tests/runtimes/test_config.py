@@ -45,7 +45,10 @@ def test_the_specs_example_loads() -> None:
                     "runtimes": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}],
                     "sticky": "caller",
                 },
-                {"match": {"assistantId": "asst-oai"}, "runtimes": [{"name": "oai"}]},
+                {
+                    "match": {"assistantId": "asst-oai", "provider": "twilio"},
+                    "runtimes": [{"name": "oai"}],
+                },
                 {
                     "match": {"assistantId": "asst-relay", "provider": "twilio"},
                     "runtimes": [{"name": "relay"}],
@@ -166,6 +169,56 @@ def test_a_relay_route_restricted_to_twilio_or_telnyx_is_accepted() -> None:
         )
 
 
+@pytest.mark.parametrize("provider", [None, "telnyx", "t*"])
+@pytest.mark.parametrize("weight", [1, 0])
+def test_a_sip_runtime_telnyx_calls_may_reach_is_refused_saying_why(
+    provider: str | None, weight: int
+) -> None:
+    """TeXML documents no SIP headers on `<Dial><Sip>`, and a sip runtime reads the call's
+    ids from its `x-router-*` headers: a route that may send a Telnyx call to one, as a
+    standby too, is refused with the reason."""
+    match = {"assistantId": "asst-oai"} | ({"provider": provider} if provider else {})
+    message = refused(
+        {
+            "runtimes": [STREAM, SIP],
+            "routes": [
+                {"match": match, "runtimes": [{"name": "a"}, {"name": "oai", "weight": weight}]}
+            ],
+        }
+    )
+    assert "runtime oai is a sip runtime, which telnyx calls cannot reach" in message
+    assert "TeXML documents no SIP headers" in message and "match.provider" in message
+
+
+@pytest.mark.parametrize("provider", ["twilio", "vonage", "sip", "[!t]*"])
+def test_a_sip_runtime_on_a_route_telnyx_calls_cannot_reach_is_accepted(provider: str) -> None:
+    load(
+        {
+            "runtimes": [SIP],
+            "routes": [
+                {"match": {"orgId": "o", "provider": provider}, "runtimes": [{"name": "oai"}]}
+            ],
+        }
+    )
+
+
+def test_a_route_whose_telnyx_calls_an_earlier_route_takes_may_list_a_sip_runtime() -> None:
+    """First match wins: after a route with the same fields for `provider: telnyx`, no Telnyx
+    call reaches the next one. An earlier route with other fields takes only some of them."""
+    telnyx_first: dict[str, Any] = {
+        "match": {"assistantId": "asst-ab*", "provider": "telnyx"},
+        "runtimes": [{"name": "a"}],
+    }
+    everyone = {"match": {"assistantId": "asst-ab*"}, "runtimes": [{"name": "oai"}]}
+    runtimes = load({"runtimes": [STREAM, SIP], "routes": [telnyx_first, everyone]})
+    telnyx = runtimes.route_for({"assistantId": "asst-ab1", "provider": "telnyx"})
+    assert telnyx is not None and [r.name for r in telnyx.runtimes] == ["a"]
+    narrower = {**telnyx_first, "match": {**telnyx_first["match"], "orgId": "acme"}}
+    assert "telnyx calls cannot reach" in refused(
+        {"runtimes": [STREAM, SIP], "routes": [narrower, everyone]}
+    )
+
+
 def write(tmp_path: Path, data: Any) -> Path:
     path = tmp_path / "runtimes.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -181,7 +234,7 @@ def test_check_config_prints_the_runtimes_and_routes(
             "runtimes": [STREAM, SIP],
             "routes": [
                 {
-                    "match": {"assistantId": "asst-*"},
+                    "match": {"assistantId": "asst-*", "provider": "twilio"},
                     "runtimes": [{"name": "oai"}, {"name": "a", "weight": 0}],
                 }
             ],
@@ -192,7 +245,7 @@ def test_check_config_prints_the_runtimes_and_routes(
     assert main(["check-config"]) == 0
     out = capsys.readouterr().out
     assert "runtime oai: sip sip:proj_x@sip.api.openai.com;transport=tls" in out
-    assert "route 0: assistantId=asst-* -> oai (1), a (0)" in out
+    assert "route 0: assistantId=asst-*, provider=twilio -> oai (1), a (0)" in out
 
 
 @pytest.mark.parametrize("command", [["check-config"], ["serve", "--port", "1"]])

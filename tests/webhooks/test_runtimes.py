@@ -263,7 +263,10 @@ async def test_a_caller_who_hung_up_is_not_a_runtime_failure(router: Router, log
 async def test_a_sip_runtime_is_dialled_with_the_ids_as_x_headers(
     make_router: MakeRouter, tmp_path: Path
 ) -> None:
-    route = {"match": {"assistantId": "asst-oai"}, "runtimes": [{"name": "oai"}, STANDBY_A]}
+    route = {
+        "match": {"assistantId": "asst-oai", "provider": "twilio"},
+        "runtimes": [{"name": "oai"}, STANDBY_A],
+    }
     router = await router_with(make_router, tmp_path, [route])
     created = await number_for(router, "asst-oai")
     sid = call_sid()
@@ -297,7 +300,10 @@ async def test_the_sip_legs_outcome_decides(
 ) -> None:
     """`DialCallStatus` completed or answered: the conversation took place, hang up; busy,
     no-answer or failed: the next runtime (here a stream)."""
-    route = {"match": {"assistantId": "asst-oai"}, "runtimes": [{"name": "oai"}, STANDBY_A]}
+    route = {
+        "match": {"assistantId": "asst-oai", "provider": "twilio"},
+        "runtimes": [{"name": "oai"}, STANDBY_A],
+    }
     router = await router_with(make_router, tmp_path, [route])
     await number_for(router, "asst-oai")
     sid = call_sid()
@@ -487,7 +493,10 @@ async def test_a_runtime_removed_mid_call_is_read_by_the_kind_its_url_names(
 ) -> None:
     """A `<Dial>` action of a SIP runtime that a restart took out of the file is still read
     as a SIP leg's (`kind=sip` in its URL): completed is a conversation, hang up."""
-    route = {"match": {"assistantId": "asst-oai"}, "runtimes": [{"name": "oai"}]}
+    route = {
+        "match": {"assistantId": "asst-oai", "provider": "twilio"},
+        "runtimes": [{"name": "oai"}],
+    }
     router = await router_with(make_router, tmp_path, [route])
     await number_for(router, "asst-oai")
     sid = call_sid()
