@@ -35,9 +35,9 @@ RUNTIMES = {
         {"name": "agent", "kind": "sip", "uri": "sip:agent@sip.example.com"},
     ],
     "routes": [
-        {"match": {"orgId": "acme"}, "runtimes": [{"name": "agent"}]},
+        {"match": {"orgId": "acme", "provider": "twilio"}, "runtimes": [{"name": "agent"}]},
         {
-            "match": {"assistantId": ASSISTANT_ID},
+            "match": {"assistantId": ASSISTANT_ID, "provider": "twilio"},
             "runtimes": [
                 {"name": "blue", "weight": 50},
                 {"name": "green", "weight": 50},

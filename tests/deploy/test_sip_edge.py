@@ -280,7 +280,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             # TCP to a port nothing listens on: refused at once
             f'  - {{name: dead, kind: sip, uri: "sip:agent@127.0.0.1:{dead};transport=tcp"}}\n'
             "routes:\n"
-            "  - match: {assistantId: asst-failover}\n"
+            "  - match: {assistantId: asst-failover, provider: sip}\n"
             "    runtimes: [{name: dead}, {name: agent, weight: 0}]\n"
             "  - match: {provider: sip}\n"
             "    runtimes: [{name: agent}]\n"
