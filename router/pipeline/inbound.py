@@ -169,10 +169,7 @@ class Inbound:
         timeout = min(2.0, provider.budget_seconds(self.settings) / 3)
         try:
             async with asyncio.timeout(timeout):
-                for key in keys:
-                    number = await self.numbers.get(key)
-                    if number is not None:
-                        break
+                number = await self.numbers.get_first(keys)
         except (StoreUnavailable, TimeoutError):
             log.warning("webhook.lookup_failed", provider=provider.name, lookup_key=keys[0])
             return None, False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -120,6 +120,26 @@ class NumberCache(Generic[T]):
         if generation == self._generation:
             self._put(key, value, None if doc is None else str(doc["id"]))
         return value
+
+    async def get_first(self, keys: Sequence[str]) -> T | None:
+        """The value the first of `keys` that claims one claims, or None.
+
+        When a later key answers (a number stored under an older form of its key), the
+        earlier keys are kept as its entries too, until an invalidation names them or the
+        document: a lookup by the newer key is then a hit, not a read of the store each
+        time the negative entry for it expires. An invalidation that raced the reads
+        leaves them uncached."""
+        generation = self._generation
+        for index, key in enumerate(keys):
+            value = await self.get(key)
+            if value is None:
+                continue
+            entry = self._entries.get(key)
+            if generation == self._generation and entry is not None and entry.doc_id:
+                for earlier in keys[:index]:
+                    self._put(earlier, value, entry.doc_id)
+            return value
+        return None
 
     def invalidate(self, invalidation: Invalidation) -> None:
         """Drop the entries for the invalidation's keys and any entry from its document."""

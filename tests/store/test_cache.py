@@ -224,3 +224,48 @@ async def test_clear_forgets_everything(counting: CountingStore) -> None:
     assert len(cache) == 0
     await cache.get(KEY)
     assert counting.lookups == 2
+
+
+ACCOUNT_KEY = "twilio:AC1:+14155550100"
+
+
+async def test_a_number_found_under_its_older_key_is_a_hit_by_the_newer_one(
+    counting: CountingStore,
+) -> None:
+    """A number stored under the number-only key, looked up by its account key first: once
+    found, the account key answers from memory, long after a negative entry would have
+    expired, until an invalidation names the document."""
+    clock = Clock()
+    await counting.create(PN, number(name="old-style"), KEY)
+    cache: NumberCache[str] = NumberCache(
+        counting, parse=name_of, negative_ttl_seconds=5, clock=clock
+    )
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) == "old-style"
+    assert counting.lookups == 2  # the account key (absent), then the older key
+
+    clock.now += 3600
+    assert cache.peek(ACCOUNT_KEY) == (True, "old-style")
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) == "old-style"
+    assert counting.lookups == 2
+
+    # The number moves to its account key (its next update): both entries go.
+    await counting.replace(PN, number(name="moved"), ACCOUNT_KEY)
+    assert cache.peek(ACCOUNT_KEY) == (False, None)
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) == "moved"
+
+
+async def test_a_newer_key_created_later_is_found_first(counting: CountingStore) -> None:
+    """Another document created under the account key (its invalidation names the key)
+    replaces what the older key answered for it."""
+    await counting.create(PN, number(name="old-style"), KEY)
+    cache: NumberCache[str] = NumberCache(counting, parse=name_of)
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) == "old-style"
+    await counting.create(PN, number("n2", name="account"), ACCOUNT_KEY)
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) == "account"
+
+
+async def test_none_of_the_keys_is_none_and_cached_briefly(counting: CountingStore) -> None:
+    cache: NumberCache[str] = NumberCache(counting, parse=name_of)
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) is None
+    assert await cache.get_first([ACCOUNT_KEY, KEY]) is None
+    assert counting.lookups == 2
