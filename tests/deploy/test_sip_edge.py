@@ -627,7 +627,7 @@ def test_a_caller_who_cancels_during_the_lookup_refuses_no_runtime(stack: Stack)
     """CANCEL while the edge waits for router: tm answers 487; the edge then relays
     nothing and reports the runtime router named `gone`, never `refused` (which router
     would count against the runtime's health). Callbacks carry no caller headers."""
-    fake = FakeRouter(f"sip:agent@127.0.0.1:{stack.runtime.port}", delay=1.0)
+    fake = FakeRouter(f"sip:agent@127.0.0.1:{stack.runtime.port}", delay=2.0)
     server = fake.serve()
     started = Processes()
     try:
