@@ -4,10 +4,13 @@
 #   deploy/sip-edge/run.sh ROUTER_URL EDGE_SECRET SIP_PORT
 #
 # ROUTER_URL   router's base URL (https://router.example.com)
-# EDGE_SECRET  router's ROUTER_SIP_EDGE_SECRET
+# EDGE_SECRET  router's ROUTER_SIP_EDGE_SECRET, or `-`: read it from the file EDGE_SECRET_FILE
+#              names, else from the first line of stdin (an argument shows in `ps`).
+#              Kamailio gets it in its environment only, never on its command line.
 # SIP_PORT     the port the edge listens on (UDP and TCP)
 #
 # Optional environment:
+#   EDGE_SECRET_FILE     with EDGE_SECRET `-`: the file holding the secret (first line)
 #   EDGE_LISTEN          address to listen on (default 0.0.0.0)
 #   EDGE_ADVERTISE       address:port to put in Via/Record-Route when behind NAT
 #   EDGE_HTTP_TIMEOUT    seconds to wait for router, whole (default 8: above router's 7.5 s)
@@ -27,6 +30,18 @@ fi
 router_url=${1%/}
 secret=$2
 port=$3
+if [ "$secret" = - ]; then
+    if [ -n "${EDGE_SECRET_FILE:-}" ]; then
+        secret=$(head -n 1 -- "$EDGE_SECRET_FILE")
+    else
+        IFS= read -r secret || true
+    fi
+fi
+secret=${secret%$'\r'}
+if [ -z "$secret" ]; then
+    echo "run.sh: EDGE_SECRET is empty" >&2
+    exit 2
+fi
 case $port in
     '' | *[!0-9]*) echo "run.sh: SIP_PORT must be a number: $port" >&2; exit 2 ;;
 esac
@@ -63,6 +78,7 @@ if [ -n "${EDGE_TRUNKS:-}" ]; then
 fi
 
 export EDGE_ROUTER_URL=$router_url EDGE_SECRET=$secret EDGE_HTTP_TIMEOUT=$timeout
+unset EDGE_SECRET_FILE
 listen=${EDGE_LISTEN:-0.0.0.0}
 advertise=()
 if [ -n "${EDGE_ADVERTISE:-}" ]; then

@@ -13,11 +13,13 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "deploy" / "sip-edge" / "run.sh"
 CALLER_XML = REPO / "tests" / "sip" / "caller.xml"
 AGENT_XML = REPO / "tests" / "sip" / "agent.xml"
+BUSY_XML = REPO / "tests" / "sip" / "busy.xml"
+CANCEL_XML = REPO / "tests" / "sip" / "cancel.xml"
 API_KEY = "sip-edge-e2e-api-key"
 EDGE_SECRET = "sip-edge-e2e-secret-0123456789"
 SIP_USERNAME = "sip-user-e2e-000000001"
@@ -36,6 +40,7 @@ DOMAIN = "sip.example.com"
 CALLER = "+14155550123"
 TRUNK_NUMBER = "+14155550100"
 TRUNK_ADDRESS = "127.0.0.2"  # the carrier: calls from it are the trunk's
+FALLBACK_NUMBER = "+14155550199"
 START_SECONDS = 20.0
 CALL_SECONDS = 25.0
 
@@ -157,6 +162,7 @@ class Stack:
         password: str = SIP_PASSWORD,
         source: str = "127.0.0.1",
         edge_port: int | None = None,
+        scenario: Path = CALLER_XML,
     ) -> tuple[str, list[str]]:
         """One call to sip:<user>@sip.example.com through the edge: the SIP Call-ID and
         the final answers the caller got, in order (a 401 is answered once)."""
@@ -164,7 +170,7 @@ class Stack:
         workdir.mkdir()
         port = edge_port or self.edge_port
         argv = [
-            *("sipp", f"127.0.0.1:{port}", "-sf", str(CALLER_XML)),
+            *("sipp", f"127.0.0.1:{port}", "-sf", str(scenario)),
             *("-i", source, "-p", str(udp_port()), "-m", "1", "-d", "100"),
             *("-s", user, "-key", "domain", DOMAIN, "-key", "caller", CALLER),
             *("-au", SIP_USERNAME, "-ap", password, "-auth_uri", f"{user}@{DOMAIN}"),
@@ -236,6 +242,7 @@ def start_edge(
     *,
     trunks: Path | None = None,
     timeout_seconds: int = 3,
+    pstn_gateway: str | None = None,
 ) -> int:
     port = udp_port()
     env = {
@@ -245,6 +252,8 @@ def start_edge(
         "EDGE_HTTP_TIMEOUT": str(timeout_seconds),
         "EDGE_CHILDREN": "2",
     }
+    if pstn_gateway is not None:
+        env["EDGE_PSTN_GATEWAY"] = pstn_gateway
     if trunks is not None:
         env["EDGE_TRUNKS"] = str(trunks)
     log = workdir / f"edge-{port}.log"
@@ -263,11 +272,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         runtime = Agent(udp_port(), workdir / "runtime")
         desk = Agent(udp_port(), workdir / "desk")
-        for agent in (runtime, desk):
+        busy = Agent(udp_port(), workdir / "busy")
+        for agent, scenario in ((runtime, AGENT_XML), (desk, AGENT_XML), (busy, BUSY_XML)):
             agent.workdir.mkdir()
             started.start(
                 [
-                    *("sipp", "-sf", str(AGENT_XML), "-i", "127.0.0.1", "-p", str(agent.port)),
+                    *("sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(agent.port)),
                     *("-trace_logs", "-trace_msg", "-nostdin"),
                 ],
                 log=agent.workdir / "sipp.out",
@@ -279,9 +289,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             f'  - {{name: agent, kind: sip, uri: "sip:agent@127.0.0.1:{runtime.port}"}}\n'
             # TCP to a port nothing listens on: refused at once
             f'  - {{name: dead, kind: sip, uri: "sip:agent@127.0.0.1:{dead};transport=tcp"}}\n'
+            # answers 486: the leg fails in the edge's failure route
+            f'  - {{name: busy, kind: sip, uri: "sip:busy@127.0.0.1:{busy.port}"}}\n'
             "routes:\n"
             "  - match: {assistantId: asst-failover, provider: sip}\n"
             "    runtimes: [{name: dead}, {name: agent, weight: 0}]\n"
+            "  - match: {assistantId: asst-busy, provider: sip}\n"
+            "    runtimes: [{name: busy}]\n"
             "  - match: {provider: sip}\n"
             "    runtimes: [{name: agent}]\n"
         )
@@ -324,7 +338,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         trunks.write_text(
             f"# carrier address, byo-sip-trunk credential\n{TRUNK_ADDRESS} {credential['id']}\n"
         )
-        stack.edge_port = start_edge(started, workdir, router_url, trunks=trunks)
+        stack.edge_port = start_edge(
+            started, workdir, router_url, trunks=trunks, pstn_gateway=f"127.0.0.1:{desk.port}"
+        )
         stack.trunk_credential = credential["id"]
         yield stack
     finally:
@@ -519,3 +535,167 @@ def test_a_router_that_does_not_answer_in_time_gets_a_clean_503(stack: Stack) ->
             started.stop()
     assert finals == ["503"]
     assert elapsed < 5, elapsed
+
+
+def test_a_runtime_that_fails_in_the_failure_route_leads_to_the_fallback_number(
+    stack: Stack,
+) -> None:
+    """The only runtime answers 486: the edge's failure route hands `refused` to an async
+    worker and carries out router's next answer like a first one, here the failure
+    branch's number transfer, dialled through EDGE_PSTN_GATEWAY (the desk agent). The new
+    leg is built afresh: no credentials, no header the caller forged."""
+    vapi_number(
+        stack,
+        "busy",
+        assistantId="asst-busy",
+        fallbackDestination={"type": "number", "number": FALLBACK_NUMBER},
+    )
+    call_id, finals = stack.call("busy")
+    assert finals == ["200"]
+    invite = stack.desk.invite(call_id)
+    assert invite["uri"] == f"sip:{FALLBACK_NUMBER}@127.0.0.1:{stack.desk.port}"
+    assert (invite["forged"], invite["authorization"]) == ("", "")
+    assert call_id not in stack.runtime.invites()
+    metrics = stack.metrics()
+    assert 'router_runtime_attempts_total{result="refused",runtime="busy"} 1.0' in metrics
+
+
+def test_headers_that_are_no_plain_ascii_are_left_out_and_the_call_routes(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A control character, a tab or a Latin-1 byte in an X- header: the edge leaves that
+    header out of the request (its JSON stays valid) instead of failing every call."""
+    vapi_number(stack, "odd-headers", assistantId="asst-1")
+    scenario = tmp_path / "caller.xml"
+    odd = b"X-Odd-Control: a\x01b\r\n      X-Odd-Latin1: caf\xe9\r\n      X-Tab: a\tb\r\n"
+    original = CALLER_XML.read_bytes()
+    assert original.count(b"      Subject: router edge test\r\n") == 0  # LF line ends
+    scenario.write_bytes(
+        original.replace(
+            b"      Subject: router edge test\n",
+            odd.replace(b"\r\n", b"\n") + b"      Subject: router edge test\n",
+        )
+    )
+    call_id, finals = stack.call("odd-headers", scenario=scenario)
+    assert finals == ["200"]
+    invite = stack.runtime.invite(call_id)
+    assert invite["x-router-target-id"] == "asst-1"
+
+
+@dataclass
+class FakeRouter:
+    """An HTTP server standing in for router: answers /sip/route after `delay` seconds with a
+    connect to `runtime_uri`, and records what the edge posts."""
+
+    runtime_uri: str
+    delay: float
+    posts: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def serve(self) -> ThreadingHTTPServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # http.server names it
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.posts.append((self.path, body))
+                answer: dict[str, Any] = {"action": "none"}
+                if self.path == "/sip/route":
+                    time.sleep(fake.delay)
+                    answer = {
+                        "action": "connect",
+                        "runtimeKind": "sip",
+                        "runtimeUri": fake.runtime_uri,
+                        "headerLines": "",
+                        "connectUrl": "/sip/connect?runtime=agent",
+                    }
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+
+def test_a_caller_who_cancels_during_the_lookup_refuses_no_runtime(stack: Stack) -> None:
+    """CANCEL while the edge waits for router: tm answers 487; the edge then relays
+    nothing and reports the runtime router named `gone`, never `refused` (which router
+    would count against the runtime's health). Callbacks carry no caller headers."""
+    fake = FakeRouter(f"sip:agent@127.0.0.1:{stack.runtime.port}", delay=2.0)
+    server = fake.serve()
+    started = Processes()
+    try:
+        port = start_edge(started, stack.workdir, f"http://127.0.0.1:{server.server_address[1]}")
+        call_id, finals = stack.call("cancel", edge_port=port, scenario=CANCEL_XML)
+        assert finals == ["487"]
+        deadline = time.monotonic() + 5
+        while not any(path.startswith("/sip/connect") for path, _ in fake.posts):
+            assert time.monotonic() < deadline, fake.posts
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything else the edge would post
+    finally:
+        started.stop()
+        server.shutdown()
+        server.server_close()
+    results = [body["result"] for path, body in fake.posts if path.startswith("/sip/connect")]
+    assert results == ["gone"]
+    gone = next(body for path, body in fake.posts if path.startswith("/sip/connect"))
+    assert gone["callId"] == call_id
+    assert "headers" not in gone
+    assert "authorization" not in gone
+    assert call_id not in stack.runtime.invites()
+
+
+def test_the_edge_secret_is_never_logged_nor_on_kamailios_command_line(tmp_path: Path) -> None:
+    """`kamailio -c` at debug level 3 logs every define: the secret is none. run.sh passes
+    it in the environment only, and with `-` reads it from EDGE_SECRET_FILE or stdin."""
+    require_tools()
+    config = REPO / "deploy" / "sip-edge" / "kamailio.cfg"
+    modules = str(next(Path("/usr/lib").glob("*/kamailio/modules")))
+    kamailio = shutil.which("kamailio") or "/usr/sbin/kamailio"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    settings = {"EDGE_ROUTER_URL": "http://127.0.0.1:1", "EDGE_HTTP_TIMEOUT": "8"}
+    checked = subprocess.run(  # noqa: S603  # argv built here
+        [kamailio, "-c", "-f", str(config), "-L", modules, "--debug=3"],
+        env=env | settings | {"EDGE_SECRET": EDGE_SECRET},
+        capture_output=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stderr.decode()
+    assert EDGE_SECRET.encode() not in checked.stdout + checked.stderr
+    # a stand-in kamailio that shows what it was given
+    fake = tmp_path / "kamailio"
+    fake.write_text('#!/bin/sh\necho "argv: $*"\necho "env: $EDGE_SECRET"\n')
+    fake.chmod(0o755)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-a-file-0123456789\n")
+    base = env | {"KAMAILIO": str(fake), "EDGE_LISTEN": "127.0.0.1"}
+    base["EDGE_RUNTIME_DIR"] = str(tmp_path / "run")
+    for secret, extra, stdin, expected in (
+        (EDGE_SECRET, {}, "", EDGE_SECRET),
+        ("-", {"EDGE_SECRET_FILE": str(secret_file)}, "", "from-a-file-0123456789"),
+        ("-", {}, "from-stdin-0123456789\n", "from-stdin-0123456789"),
+    ):
+        ran = subprocess.run(  # noqa: S603  # argv built here
+            [
+                shutil.which("bash") or "/bin/bash",
+                str(RUN_SH),
+                "http://127.0.0.1:1",
+                secret,
+                "5060",
+            ],
+            env=base | extra,
+            input=stdin.encode(),
+            capture_output=True,
+            check=True,
+        )
+        argv, environment = ran.stdout.decode().splitlines()
+        assert environment == f"env: {expected}"
+        assert expected not in argv
