@@ -21,13 +21,15 @@ Rules (SPEC §13; docs/providers.md#plivo cites Plivo's pages):
 
 Runtimes. A stream runtime is `<Stream bidirectional="true" keepCallAlive="true">` with
 8 kHz mu-law (`audio/x-mulaw;rate=8000`), the ids in `extraHeaders` (`callId`, `target`,
-`targetId`, `phoneNumberId`, as `key=value,key=value` within Plivo's 512 bytes). With
+`targetId`, `phoneNumberId`, as `key=value,key=value` within Plivo's 512 bytes, values of
+letters and digits only: UUIDs without their dashes). With
 failover, its `statusCallbackUrl` is `/plivo/stream` (`StartStream`, `StopStream`,
 `DroppedStream`; its URL names the call too) and a `<Redirect>` to `/plivo/connect`
 follows it: with `keepCallAlive` Plivo runs it only once the stream has ended, and router
 then hangs up after a conversation or moves the call to the next runtime. A SIP runtime is
 `<Dial action=/plivo/connect><User>sip:...</User></Dial>` with the ids as `sipHeaders`
-(Plivo sends them as `X-PH-<name>`). Plivo XML has no ConversationRelay.
+(Plivo sends them as `X-PH-<name>`; values percent-encoded, as for a transfer's).
+Plivo XML has no ConversationRelay.
 """
 
 from __future__ import annotations
@@ -114,13 +116,16 @@ _STREAM_EVENTS: Final[Mapping[str, StreamEvent]] = MappingProxyType(
 # A `<Dial>`'s `DialStatus` when the dialled leg answered.
 _LEG_TAKEN: Final = frozenset({"completed", "answered", "in-progress"})
 _SIP_SCHEMES: Final = ("sip:", "sips:")
-# What goes into a `key=value,key=value` attribute (extraHeaders, sipHeaders): Plivo's
-# pages allow letters and digits; `-`, `_` and `.` are let through too, since the ids
-# router passes (Plivo's own CallUUIDs, UUIDs) hold them. Anything else could split the
-# list or be refused, so a header holding it is left out whole, never cut.
-_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9]+")
-_HEADER_VALUE: Final = re.compile(r"[A-Za-z0-9._-]+")
-_NOT_NAME: Final = re.compile(r"[^A-Za-z0-9]")
+# What goes into a `key=value,key=value` attribute. `extraHeaders` (Plivo's audio stream
+# page): letters and digits only, 512 bytes in all; a UUID goes without its dashes (the
+# runtime can put them back), anything else outside the rule is left out whole, never cut.
+# `sipHeaders` (Plivo's Dial page): names of letters and digits (at most 24), values of
+# letters, digits and `%` (at most 120): values are percent-encoded, the target decodes.
+_ALNUM: Final = re.compile(r"[A-Za-z0-9]+")
+_NOT_ALNUM: Final = re.compile(r"[^A-Za-z0-9]")
+_UUID: Final = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+SIP_HEADER_NAME_LIMIT: Final = 24
+SIP_HEADER_VALUE_LIMIT: Final = 120
 
 REJECT: Final = Rendered(twiml.response('<Hangup reason="rejected"/>'), CONTENT_TYPE)
 HANG_UP: Final = Rendered(twiml.response("<Hangup/>"), CONTENT_TYPE)
@@ -331,22 +336,64 @@ def _attrs(pairs: Sequence[tuple[str, str | None]]) -> str:
     return "".join(f' {name}="{twiml.xml_attr(value)}"' for name, value in pairs if value)
 
 
-def header_list(
-    headers: Sequence[tuple[str, str]], warnings: list[str], what: str, limit: int | None = None
-) -> str:
-    """`key=value,key=value` of the headers that fit Plivo's rules (and `limit` bytes);
-    each one that does not is left out whole and reported."""
+def stream_value(value: str) -> str:
+    """An `extraHeaders` value: a UUID without its dashes (32 hex digits; reversible)."""
+    return value.replace("-", "") if _UUID.fullmatch(value) else value
+
+
+def extra_headers(headers: Sequence[tuple[str, str]], warnings: list[str]) -> str:
+    """`key=value,key=value` of the headers whose value is letters and digits (a UUID's
+    dashes taken out), within Plivo's 512 bytes; each other one is left out whole and
+    reported."""
     kept: list[str] = []
-    for name, value in headers:
-        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
-            warnings.append(f"{what} {name} dropped: Plivo takes letters, digits and -_. only")
+    for name, raw in headers:
+        value = stream_value(raw)
+        if not _ALNUM.fullmatch(value):
+            warnings.append(f"extraHeader {name} dropped: Plivo takes letters and digits only")
             continue
         candidate = ",".join([*kept, f"{name}={value}"])
-        if limit is not None and len(candidate.encode()) > limit:
-            warnings.append(f"{what} {name} dropped: over Plivo's {limit}-byte limit")
+        if len(candidate.encode()) > EXTRA_HEADERS_LIMIT_BYTES:
+            warnings.append(
+                f"extraHeader {name} dropped: over Plivo's {EXTRA_HEADERS_LIMIT_BYTES}-byte limit"
+            )
             continue
         kept.append(f"{name}={value}")
     return ",".join(kept)
+
+
+def sip_header_name(name: str) -> str:
+    """A `sipHeaders` name: its letters and digits without an `X-` (Plivo adds `X-PH-`),
+    at most 24 of them."""
+    return _NOT_ALNUM.sub("", _bare(name))[:SIP_HEADER_NAME_LIMIT]
+
+
+def sip_header_value(value: str) -> str:
+    """A `sipHeaders` value: every UTF-8 byte outside `[A-Za-z0-9]` as `%XX`."""
+    return "".join(
+        f"%{byte:02X}" if not (chr(byte).isascii() and chr(byte).isalnum()) else chr(byte)
+        for byte in value.encode()
+    )
+
+
+def sip_headers(headers: Sequence[tuple[str, str]], warnings: list[str]) -> str:
+    """`name=value,name=value` for Plivo's `sipHeaders`: names cut to letters and digits,
+    values percent-encoded; a pair that still breaks Plivo's rules (an empty or repeated
+    name, a value over 120 characters) is left out and reported."""
+    kept: dict[str, str] = {}  # SIP header names are case-insensitive: keyed lowercased
+    for raw_name, raw_value in headers:
+        name = sip_header_name(raw_name)
+        value = sip_header_value(raw_value)
+        if not name or name.lower() in kept:
+            warnings.append(f"sipHeader {raw_name} dropped: no name Plivo takes")
+            continue
+        if len(value) > SIP_HEADER_VALUE_LIMIT:
+            warnings.append(
+                f"sipHeader {raw_name} dropped: over Plivo's {SIP_HEADER_VALUE_LIMIT}"
+                " characters once encoded"
+            )
+            continue
+        kept[name.lower()] = f"{name}={value}"
+    return ",".join(kept.values())
 
 
 def _connect(
@@ -359,17 +406,15 @@ def _connect(
     if kind == "sip":
         headers = runtime_headers(outcome, number, ctx, warnings)
         # `x-router-call-id` → `RouterCallId`, which Plivo sends as `X-PH-RouterCallId`.
-        sip_headers = header_list(
-            [(_NOT_NAME.sub("", _bare(name).title()), value) for name, value in headers.items()],
-            warnings,
-            "sipHeader",
+        pairs = sip_headers(
+            [(_bare(name).title(), value) for name, value in headers.items()], warnings
         )
         dial = _attrs(
             [
                 ("action", action),
                 ("method", "POST" if action else None),
                 ("timeout", str(RUNTIME_DIAL_TIMEOUT_SECONDS)),
-                ("sipHeaders", sip_headers),
+                ("sipHeaders", pairs),
             ]
         )
         user = twiml.xml_text(twiml.xml_clean(ctx.runtime_address))
@@ -380,7 +425,7 @@ def _connect(
     if outcome.target_id is not None:
         wanted.append(("targetId", outcome.target_id))
     wanted.append(("phoneNumberId", number.id))
-    extra = header_list(wanted, warnings, "extraHeader", EXTRA_HEADERS_LIMIT_BYTES)
+    extra = extra_headers(wanted, warnings)
     status = callback_url(ctx, "/plivo/stream")
     stream = _attrs(
         [
@@ -416,8 +461,8 @@ def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings
         phone = twiml.xml_text(twiml.xml_clean(dest.number))
         noun = f"<Number{_attrs([('sendDigits', digits)])}>{phone}</Number>"
     else:
-        headers = [(_bare(name), _header_text(v)) for name, v in (dest.sip_headers or {}).items()]
-        attributes.append(("sipHeaders", header_list(headers, warnings, "sipHeader")))
+        headers = [(name, _header_text(v)) for name, v in (dest.sip_headers or {}).items()]
+        attributes.append(("sipHeaders", sip_headers(headers, warnings)))
         noun = f"<User>{twiml.xml_text(twiml.xml_clean(dest.sip_uri))}</User>"
     return f"<Dial{_attrs(attributes)}>{noun}</Dial>"
 

@@ -38,6 +38,7 @@ OTHER_TOKEN = "plivo-other-token-SECRET-webhooks-e2e"
 NONCE = "31622599385719318125"
 FALLBACK = "+14155550142"
 B_URL = "wss://b.example.com/stream"
+ASSISTANT_ID = "6a1f0c2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 
 _uuids = iter(range(1, 1_000_000))
 
@@ -166,9 +167,11 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
     router_on: Router, customer: Customer, logs: Logs, method: str
 ) -> None:
     """The customer's server is asked once; Plivo gets a bidirectional `<Stream>` that
-    keeps the call alive, the call id and target in `extraHeaders`, the status and the
-    `<Redirect>` pointing at router."""
+    keeps the call alive, the call id and target in `extraHeaders` (UUIDs without their
+    dashes: Plivo takes letters and digits there), the status and the `<Redirect>` pointing
+    at router."""
     router = router_on
+    customer.reply(Reply(json={"assistantId": ASSISTANT_ID}))
     number = await plivo_number(router, server={"url": customer.url})
     uuid = call_uuid()
     answer = await plivo(router, "/plivo/answer", answer_fields(uuid), method=method)
@@ -178,10 +181,10 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
     assert stream.text == RUNTIME_URL
     assert (stream.get("bidirectional"), stream.get("keepCallAlive")) == ("true", "true")
     assert extra_headers(stream) == {
-        "callId": uuid,
+        "callId": uuid.replace("-", ""),
         "target": "assistant",
-        "targetId": "asst-1",
-        "phoneNumberId": number["id"],
+        "targetId": ASSISTANT_ID.replace("-", ""),
+        "phoneNumberId": number["id"].replace("-", ""),
     }
     assert stream.get("statusCallbackUrl", "").startswith(f"{PUBLIC_URL}/plivo/stream?")
     assert (root[1].text or "").startswith(f"{PUBLIC_URL}/plivo/connect?")
