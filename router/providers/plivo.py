@@ -402,7 +402,7 @@ def _connect(
     """The elements that hand the call to its runtime: a bidirectional `<Stream>` (with the
     `<Redirect>` that moves the call on once it ends) or a `<Dial>` to a SIP runtime."""
     kind = ctx.runtime_kind
-    action = callback_url(ctx, "/plivo/connect")
+    action = callback_url(ctx, "/plivo/connect", absolute=True)
     if kind == "sip":
         headers = runtime_headers(outcome, number, ctx, warnings)
         # `x-router-call-id` → `RouterCallId`, which Plivo sends as `X-PH-RouterCallId`.
@@ -426,7 +426,7 @@ def _connect(
         wanted.append(("targetId", outcome.target_id))
     wanted.append(("phoneNumberId", number.id))
     extra = extra_headers(wanted, warnings)
-    status = callback_url(ctx, "/plivo/stream")
+    status = callback_url(ctx, "/plivo/stream", absolute=True)
     stream = _attrs(
         [
             ("bidirectional", "true"),

@@ -117,6 +117,34 @@ def test_with_callbacks_the_stream_reports_and_a_redirect_follows_it() -> None:
     assert redirect.get("method") == "POST"
 
 
+@pytest.mark.parametrize("kind", ["stream", "sip"])
+def test_without_a_public_url_the_callbacks_are_under_the_host_the_webhook_reached(
+    kind: str,
+) -> None:
+    """Plivo requires fully qualified callback URLs: without ROUTER_PUBLIC_URL, the
+    `<Dial action>`, the stream's `statusCallbackUrl` and the `<Redirect>` are under the
+    scheme and host the answer request arrived on."""
+    edge = "https://edge.example.net:8443"
+    runtime = None
+    if kind == "sip":
+        runtime = Runtime(name="oai", kind="sip", uri="sip:proj@sip.example.com")
+    ctx = RenderContext(
+        RUNTIME_URL, CALL_UUID, "", runtime=runtime, callbacks=CALLBACKS, request_base=edge
+    )
+    root = document(render(Connect("assistant", "a1"), ctx))
+    urls = [
+        url
+        for url in (
+            root[0].get("action"),
+            root[0].get("statusCallbackUrl"),
+            *(child.text for child in root if child.tag == "Redirect"),
+        )
+        if url is not None
+    ]
+    assert len(urls) == (1 if kind == "sip" else 2)
+    assert all(url.startswith(f"{edge}/plivo/") for url in urls), urls
+
+
 @pytest.mark.parametrize("target_id", ["a,b=c", "asst-1", "asst_1", "a.1", "ä1"])
 def test_an_id_plivo_cannot_carry_is_left_out_whole_and_reported(target_id: str) -> None:
     """extraHeaders takes letters and digits only: an id that is no UUID and holds anything

@@ -82,11 +82,13 @@ async def plivo(
     method: str = "POST",
     token: str = AUTH_TOKEN,
     signed: bool = True,
+    base: str = PUBLIC_URL,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """A webhook as Plivo sends it: a form POST (or a GET with the fields in its URL),
-    signed over the public URL with the nonce."""
+    signed over `base` (the public URL) and the path with the nonce."""
     body = b""
-    headers: dict[str, str] = {}
+    headers = dict(headers or {})
     if method == "GET":
         path = f"{path}{'&' if '?' in path else '?'}{urlencode(fields)}"
         fields = {}
@@ -94,7 +96,7 @@ async def plivo(
         body = urlencode(fields).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     if signed:
-        headers["X-Plivo-Signature-V3"] = signature(method, PUBLIC_URL + path, fields, token)
+        headers["X-Plivo-Signature-V3"] = signature(method, base + path, fields, token)
         headers["X-Plivo-Signature-V3-Nonce"] = NONCE
     return await router.send(method, path, body, headers)
 
@@ -201,6 +203,31 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
         uuid,
     )
     no_plivo_secret_logged(logs)
+
+
+async def test_without_a_public_url_callbacks_are_absolute_under_the_forwarded_host(
+    make_router: MakeRouter,
+) -> None:
+    """Plivo takes only fully qualified URLs: without ROUTER_PUBLIC_URL the stream's status
+    callback and the `<Redirect>` are under the scheme and host the answer arrived on
+    (X-Forwarded-Proto/Host, as its signature was checked), and the callback they name is
+    then verified and served."""
+    router = await make_router(public_url=None)
+    await plivo_number(router, assistantId="asst-1")
+    edge = "https://edge.example.net:8443"
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "edge.example.net:8443"}
+    uuid = call_uuid()
+    answer = await plivo(router, "/plivo/answer", answer_fields(uuid), base=edge, headers=forwarded)
+    stream, redirect = answer.root
+    status_url = stream.get("statusCallbackUrl", "")
+    assert status_url.startswith(f"{edge}/plivo/stream?")
+    assert (redirect.text or "").startswith(f"{edge}/plivo/connect?")
+    event = {"CallUUID": uuid, "Event": "StartStream", "StreamID": "s-1"}
+    path = status_url.removeprefix(edge)
+    assert (await plivo(router, path, event, base=edge, headers=forwarded)).status == 200
+    connect = (redirect.text or "").removeprefix(edge)
+    done = await plivo(router, connect, answer_fields(uuid), base=edge, headers=forwarded)
+    assert tags(done.root) == ["Hangup"]
 
 
 async def test_an_unknown_number_is_rejected_unanswered(router: Router, logs: Logs) -> None:
