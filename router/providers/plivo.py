@@ -16,8 +16,11 @@ Rules (SPEC §13; docs/providers.md#plivo cites Plivo's pages):
 - Unknown numbers and requests that fail verification get `<Hangup reason="rejected"/>`
   as the first element: Plivo declines the call without answering it.
 - Status comes from the hangup URL: `CallStatus` (`completed` for an inbound call that
-  was hung up; `busy`, `failed`, `timeout`, `no-answer`, `cancel` otherwise) and
-  `Duration`. Plivo numbers no events, so each carries its lifecycle rank as its sequence.
+  ended, answered or not; `busy`, `failed`, `timeout` (a network timeout: `failed`),
+  `no-answer`, `cancel` otherwise) and `Duration`. A `completed` call never answered (no
+  `AnswerTime`, else no `Duration`) is canceled, busy, no-answer or failed as its
+  `HangupCause` says. Plivo numbers no events, so each carries its lifecycle rank as its
+  sequence.
 
 Runtimes. A stream runtime is `<Stream bidirectional="true" keepCallAlive="true">` with
 8 kHz mu-law (`audio/x-mulaw;rate=8000`), the ids in `extraHeaders` (`callId`, `target`,
@@ -103,13 +106,30 @@ STATUSES: Final[Mapping[str, str]] = MappingProxyType(
         "busy": "busy",
         "failed": "failed",
         "no-answer": "no-answer",
-        "timeout": "no-answer",
+        "timeout": "failed",  # a network timeout connecting the call (Plivo's support page)
         "cancel": "canceled",
         "canceled": "canceled",
         "cancelled": "canceled",
     }
 )
 _RANKS: Final = {"ringing": 0, "in-progress": 1}  # every final status ranks 2
+# Plivo reports an inbound call's end as `completed` whether or not it was answered; for
+# one never answered, its hangup cause says what happened (`HangupCause`, then
+# `HangupCauseName`, read upper-cased with `_` for what is not a letter or digit: "Busy
+# Line" is BUSY_LINE). A cause not listed is `failed`, unless the caller hung up.
+_UNANSWERED_CAUSES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "ORIGINATOR_CANCEL": "canceled",
+        "CANCELED": "canceled",
+        "CANCELLED": "canceled",
+        "USER_BUSY": "busy",
+        "BUSY_LINE": "busy",
+        "NO_ANSWER": "no-answer",
+        "NO_USER_RESPONSE": "no-answer",
+        "RING_TIMEOUT_REACHED": "no-answer",
+    }
+)
+_NOT_CAUSE: Final = re.compile(r"[^A-Z0-9]+")
 _STREAM_EVENTS: Final[Mapping[str, StreamEvent]] = MappingProxyType(
     {"startstream": "started", "stopstream": "stopped", "droppedstream": "error"}
 )
@@ -277,6 +297,8 @@ class PlivoProvider:
         status = STATUSES.get(one(fields, "CallStatus").lower())
         if status is None:
             raise MalformedWebhook("unknown-call-status")
+        if status == "completed" and not answered(fields):
+            status = unanswered_status(fields)
         caller = one(fields, "From")
         return StatusEvent(
             provider=self.name,
@@ -321,6 +343,30 @@ class PlivoProvider:
     def finished(self) -> Rendered:
         """`<Hangup/>`: the conversation ended."""
         return HANG_UP
+
+
+def answered(fields: MultiMapping[str]) -> bool:
+    """Whether a call Plivo reports `completed` was answered: an `AnswerTime` when the
+    field is sent, else a `Duration` (or `BillDuration`) above 0; yes when nothing says."""
+    if "AnswerTime" in fields:
+        return bool(one(fields, "AnswerTime"))
+    for name in ("Duration", "BillDuration"):
+        seconds = ascii_int(one(fields, name))
+        if seconds is not None:
+            return seconds > 0
+    return True
+
+
+def unanswered_status(fields: MultiMapping[str]) -> str:
+    """The status of a call that ended unanswered, from its hangup cause: `canceled`,
+    `busy` or `no-answer`; `canceled` for an unlisted cause when the caller hung up,
+    `failed` otherwise."""
+    for name in ("HangupCause", "HangupCauseName"):
+        cause = _NOT_CAUSE.sub("_", one(fields, name).upper()).strip("_")
+        status = _UNANSWERED_CAUSES.get(cause)
+        if status is not None:
+            return status
+    return "canceled" if one(fields, "HangupSource").lower() == "caller" else "failed"
 
 
 # --- decision → Plivo XML ----------------------------------------------------------------

@@ -320,6 +320,21 @@ async def test_the_hangup_url_updates_the_call_record_and_tells_the_server(
     assert sample == 2
 
 
+async def test_a_caller_who_hangs_up_before_the_answer_is_recorded_canceled(
+    router: Router,
+) -> None:
+    """Plivo says `completed` for it too; the empty `AnswerTime` and the cause tell."""
+    await plivo_number(router, assistantId="asst-1")
+    uuid = call_uuid()
+    fields = hangup_fields(
+        uuid, AnswerTime="", Duration="0", BillDuration="0", HangupCause="ORIGINATOR_CANCEL"
+    )
+    assert tags((await plivo(router, "/plivo/hangup", fields)).root) == []
+    status, record = await router.call_record(uuid)
+    assert status == 200
+    assert (record["status"], record["final"]) == ("canceled", True)
+
+
 async def test_a_forged_hangup_is_acked_and_changes_nothing(router: Router, logs: Logs) -> None:
     await plivo_number(router, assistantId="asst-1")
     uuid = call_uuid()
