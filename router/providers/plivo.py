@@ -143,6 +143,7 @@ _SIP_SCHEMES: Final = ("sip:", "sips:")
 # letters, digits and `%` (at most 120): values are percent-encoded, the target decodes.
 _ALNUM: Final = re.compile(r"[A-Za-z0-9]+")
 _NOT_ALNUM: Final = re.compile(r"[^A-Za-z0-9]")
+_ALNUM_BYTES: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _UUID: Final = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 SIP_HEADER_NAME_LIMIT: Final = 24
 SIP_HEADER_VALUE_LIMIT: Final = 120
@@ -345,6 +346,9 @@ class PlivoProvider:
         return HANG_UP
 
 
+# --- hangup status ------------------------------------------------------------------------
+
+
 def answered(fields: MultiMapping[str]) -> bool:
     """Whether a call Plivo reports `completed` was answered: an `AnswerTime` when the
     field is sent, else a `Duration` (or `BillDuration`) above 0; yes when nothing says."""
@@ -416,8 +420,7 @@ def sip_header_name(name: str) -> str:
 def sip_header_value(value: str) -> str:
     """A `sipHeaders` value: every UTF-8 byte outside `[A-Za-z0-9]` as `%XX`."""
     return "".join(
-        f"%{byte:02X}" if not (chr(byte).isascii() and chr(byte).isalnum()) else chr(byte)
-        for byte in value.encode()
+        chr(byte) if byte in _ALNUM_BYTES else f"%{byte:02X}" for byte in text_bytes(value)
     )
 
 

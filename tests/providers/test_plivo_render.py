@@ -308,3 +308,11 @@ def test_markup_in_a_message_cannot_change_the_document() -> None:
 def test_a_status_is_acked_with_an_empty_response() -> None:
     assert tags(document(PLIVO.ack_status())) == []
     assert tags(document(PLIVO.finished())) == ["Hangup"]
+
+
+def test_a_sip_header_value_that_is_not_valid_unicode_is_encoded_not_raised() -> None:
+    """JSON can carry a lone surrogate (`\\udcff`): it is written as its bytes, never a 500."""
+    rendered = render(
+        transfer(type="sip", sipUri="sip:desk@pbx.example.com", sipHeaders={"x-odd": "a\udcff"})
+    )
+    assert document(rendered)[1].get("sipHeaders") == "odd=a%ED%B3%BF"
