@@ -206,7 +206,7 @@ async def _answer(
             if inbound.capped(number):
                 outcome = await inbound.admit(provider, number, call, outcome)
         attempt = inbound.attempt(provider, outcome.decision, call, number)
-        rendered = inbound.render(provider, outcome.decision, call, number, attempt)
+        rendered = inbound.render(provider, outcome.decision, call, number, attempt, req.url)
     except Exception:
         # A fault of ours must still answer the call: apologise and hang up.
         log.exception("webhook.failed", provider=provider.name, call_id=call.provider_call_id)
@@ -263,7 +263,7 @@ async def _connect_callback(
         return _malformed(provider, req, exc)
     if attempt.call is not None:  # the callback is another leg's: the attempt names the call
         call = replace(call, provider_call_id=attempt.call, to_number=attempt.to or call.to_number)
-    return respond(await inbound.after_attempt(provider, number, call, attempt, result))
+    return respond(await inbound.after_attempt(provider, number, call, attempt, result, req.url))
 
 
 async def _stream_callback(

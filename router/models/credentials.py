@@ -16,10 +16,14 @@ class _Named(WireModel):
     name: str | None = Field(default=None, max_length=40)
 
 
+# Every secret field is `repr=False`: a credential in a traceback, a log line or a debugger
+# shows its ids, never its tokens (`SECRET_FIELDS` names them for the API's masking).
+
+
 class _TelnyxFields(_Named):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("apiKey",)
 
-    api_key: str = Field(min_length=1, max_length=400)
+    api_key: str = Field(min_length=1, max_length=400, repr=False)
     # The account's base64 Ed25519 webhook public key (32 bytes).
     public_key: str = Field(min_length=1, max_length=200)
     # Router extension: the Telnyx account id (TeXML's `AccountSid`). With it, the
@@ -48,8 +52,8 @@ class _VonageFields(_Named):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("apiSecret", "signatureSecret")
 
     api_key: str = Field(min_length=1, max_length=200)
-    api_secret: str = Field(min_length=1, max_length=400)
-    signature_secret: str = Field(min_length=1, max_length=400)
+    api_secret: str = Field(min_length=1, max_length=400, repr=False)
+    signature_secret: str = Field(min_length=1, max_length=400, repr=False)
 
 
 class TwilioSharedKey(WireModel):
@@ -59,14 +63,14 @@ class TwilioSharedKey(WireModel):
     # The header lists `name=value` pairs split on commas: a sid holding a comma or
     # blank could never be announced.
     sid: str = Field(min_length=1, max_length=64, pattern=r"^[^,\s]+$")
-    secret: str = Field(min_length=1, max_length=400)
+    secret: str = Field(min_length=1, max_length=400, repr=False)
 
 
 class _TwilioFields(_Named):
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("authToken", "sharedKeys[sid].secret")
 
     account_sid: str = Field(min_length=1, max_length=64)
-    auth_token: str = Field(min_length=1, max_length=200)
+    auth_token: str = Field(min_length=1, max_length=200, repr=False)
     # Router extension (SPEC §13): several at once, so a key can be rotated.
     shared_keys: list[TwilioSharedKey] | None = Field(default=None, max_length=10)
 
@@ -88,7 +92,7 @@ class _PlivoFields(_Named):
 
     # The (sub)account's Auth ID and Auth Token: the token keys X-Plivo-Signature-V3.
     auth_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9]+$")
-    auth_token: str = Field(min_length=1, max_length=200)
+    auth_token: str = Field(min_length=1, max_length=200, repr=False)
 
 
 class SipTrunkGateway(WireModel):
@@ -102,7 +106,7 @@ class SipTrunkGateway(WireModel):
 
 class SipTrunkOutboundAuthenticationPlan(WireModel):
     auth_username: str | None = Field(default=None, max_length=200)
-    auth_password: str | None = Field(default=None, max_length=200)
+    auth_password: str | None = Field(default=None, max_length=200, repr=False)
 
 
 class _SipTrunkFields(_Named):
@@ -210,7 +214,7 @@ def _optional_copy(model: type[WireModel]) -> type[WireModel]:
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         optional = info.annotation | None  # type: ignore[operator]  # annotations are types here
-        fields[name] = (optional, Field(default=None, alias=info.alias))
+        fields[name] = (optional, Field(default=None, alias=info.alias, repr=info.repr))
     return create_model(
         f"Update{model.__name__.removeprefix('Create')}", __base__=WireModel, **fields
     )

@@ -46,6 +46,7 @@ from router.providers.plugin import (
     Rendered,
     RuntimeCallbacks,
     StatusEvent,
+    origin,
 )
 from router.runtimes.attempts import Attempt, only, planned
 from router.runtimes.choice import plan
@@ -330,19 +331,24 @@ class Inbound:
         call: InboundCall,
         number: AnyPhoneNumber,
         attempt: Attempt | None = None,
+        request_url: str = "",
     ) -> Rendered:
         """The provider's document; a connect goes to `attempt`'s runtime, with the
-        callbacks that tell router whether it took the call where the provider has them."""
+        callbacks that tell router whether it took the call where the provider has them.
+        `request_url` is the webhook's signed URL: without `ROUTER_PUBLIC_URL`, its scheme
+        and host are where a provider that needs absolute callback URLs is pointed."""
         runtime = None if attempt is None else self.runtimes.by_name.get(attempt.runtime)
         callbacks = ""
         if attempt is not None and "connect" in provider.endpoints:
             callbacks = attempt.query()
+        public_base = self.settings.public_url or ""
         ctx = RenderContext(
             runtime_url=self.settings.runtime_url,
             call_id=call.provider_call_id,
-            public_base=self.settings.public_url or "",
+            public_base=public_base,
             runtime=runtime,
             callbacks=callbacks,
+            request_base="" if public_base or not callbacks else origin(request_url),
         )
         return provider.render(decision, call, number, ctx)
 
@@ -368,6 +374,7 @@ class Inbound:
         call: InboundCall,
         attempt: Attempt,
         result: AttemptResult,
+        request_url: str = "",
     ) -> Rendered:
         """The answer to a runtime's `connect` callback: hang up after a conversation (or a
         caller who left); when the runtime did not take the call, the next runtime of the
@@ -413,7 +420,9 @@ class Inbound:
                 to=to,
                 decision=None if to is not None else then,
             )
-        return self.render(provider, then, call, number, following if to is not None else None)
+        return self.render(
+            provider, then, call, number, following if to is not None else None, request_url
+        )
 
     async def _stream_result(
         self, number: AnyPhoneNumber, call_id: str, runtime: str, deadline: float

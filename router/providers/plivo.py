@@ -16,18 +16,23 @@ Rules (SPEC §13; docs/providers.md#plivo cites Plivo's pages):
 - Unknown numbers and requests that fail verification get `<Hangup reason="rejected"/>`
   as the first element: Plivo declines the call without answering it.
 - Status comes from the hangup URL: `CallStatus` (`completed` for an inbound call that
-  was hung up; `busy`, `failed`, `timeout`, `no-answer`, `cancel` otherwise) and
-  `Duration`. Plivo numbers no events, so each carries its lifecycle rank as its sequence.
+  ended, answered or not; `busy`, `failed`, `timeout` (a network timeout: `failed`),
+  `no-answer`, `cancel` otherwise) and `Duration`. A `completed` call never answered (no
+  `AnswerTime`, else no `Duration`) is canceled, busy, no-answer or failed as its
+  `HangupCause` says. Plivo numbers no events, so each carries its lifecycle rank as its
+  sequence.
 
 Runtimes. A stream runtime is `<Stream bidirectional="true" keepCallAlive="true">` with
 8 kHz mu-law (`audio/x-mulaw;rate=8000`), the ids in `extraHeaders` (`callId`, `target`,
-`targetId`, `phoneNumberId`, as `key=value,key=value` within Plivo's 512 bytes). With
+`targetId`, `phoneNumberId`, as `key=value,key=value` within Plivo's 512 bytes, values of
+letters and digits only: UUIDs without their dashes). With
 failover, its `statusCallbackUrl` is `/plivo/stream` (`StartStream`, `StopStream`,
 `DroppedStream`; its URL names the call too) and a `<Redirect>` to `/plivo/connect`
 follows it: with `keepCallAlive` Plivo runs it only once the stream has ended, and router
 then hangs up after a conversation or moves the call to the next runtime. A SIP runtime is
 `<Dial action=/plivo/connect><User>sip:...</User></Dial>` with the ids as `sipHeaders`
-(Plivo sends them as `X-PH-<name>`). Plivo XML has no ConversationRelay.
+(Plivo sends them as `X-PH-<name>`; values percent-encoded, as for a transfer's).
+Plivo XML has no ConversationRelay.
 """
 
 from __future__ import annotations
@@ -101,26 +106,47 @@ STATUSES: Final[Mapping[str, str]] = MappingProxyType(
         "busy": "busy",
         "failed": "failed",
         "no-answer": "no-answer",
-        "timeout": "no-answer",
+        "timeout": "failed",  # a network timeout connecting the call (Plivo's support page)
         "cancel": "canceled",
         "canceled": "canceled",
         "cancelled": "canceled",
     }
 )
 _RANKS: Final = {"ringing": 0, "in-progress": 1}  # every final status ranks 2
+# Plivo reports an inbound call's end as `completed` whether or not it was answered; for
+# one never answered, its hangup cause says what happened (`HangupCause`, then
+# `HangupCauseName`, read upper-cased with `_` for what is not a letter or digit: "Busy
+# Line" is BUSY_LINE). A cause not listed is `failed`, unless the caller hung up.
+_UNANSWERED_CAUSES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "ORIGINATOR_CANCEL": "canceled",
+        "CANCELED": "canceled",
+        "CANCELLED": "canceled",
+        "USER_BUSY": "busy",
+        "BUSY_LINE": "busy",
+        "NO_ANSWER": "no-answer",
+        "NO_USER_RESPONSE": "no-answer",
+        "RING_TIMEOUT_REACHED": "no-answer",
+    }
+)
+_NOT_CAUSE: Final = re.compile(r"[^A-Z0-9]+")
 _STREAM_EVENTS: Final[Mapping[str, StreamEvent]] = MappingProxyType(
     {"startstream": "started", "stopstream": "stopped", "droppedstream": "error"}
 )
 # A `<Dial>`'s `DialStatus` when the dialled leg answered.
 _LEG_TAKEN: Final = frozenset({"completed", "answered", "in-progress"})
 _SIP_SCHEMES: Final = ("sip:", "sips:")
-# What goes into a `key=value,key=value` attribute (extraHeaders, sipHeaders): Plivo's
-# pages allow letters and digits; `-`, `_` and `.` are let through too, since the ids
-# router passes (Plivo's own CallUUIDs, UUIDs) hold them. Anything else could split the
-# list or be refused, so a header holding it is left out whole, never cut.
-_HEADER_NAME: Final = re.compile(r"[A-Za-z0-9]+")
-_HEADER_VALUE: Final = re.compile(r"[A-Za-z0-9._-]+")
-_NOT_NAME: Final = re.compile(r"[^A-Za-z0-9]")
+# What goes into a `key=value,key=value` attribute. `extraHeaders` (Plivo's audio stream
+# page): letters and digits only, 512 bytes in all; a UUID goes without its dashes (the
+# runtime can put them back), anything else outside the rule is left out whole, never cut.
+# `sipHeaders` (Plivo's Dial page): names of letters and digits (at most 24), values of
+# letters, digits and `%` (at most 120): values are percent-encoded, the target decodes.
+_ALNUM: Final = re.compile(r"[A-Za-z0-9]+")
+_NOT_ALNUM: Final = re.compile(r"[^A-Za-z0-9]")
+_ALNUM_BYTES: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_UUID: Final = re.compile(r"[0-9A-Fa-f]{8}(-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
+SIP_HEADER_NAME_LIMIT: Final = 24
+SIP_HEADER_VALUE_LIMIT: Final = 120
 
 REJECT: Final = Rendered(twiml.response('<Hangup reason="rejected"/>'), CONTENT_TYPE)
 HANG_UP: Final = Rendered(twiml.response("<Hangup/>"), CONTENT_TYPE)
@@ -272,6 +298,8 @@ class PlivoProvider:
         status = STATUSES.get(one(fields, "CallStatus").lower())
         if status is None:
             raise MalformedWebhook("unknown-call-status")
+        if status == "completed" and not answered(fields):
+            status = unanswered_status(fields)
         caller = one(fields, "From")
         return StatusEvent(
             provider=self.name,
@@ -318,6 +346,33 @@ class PlivoProvider:
         return HANG_UP
 
 
+# --- hangup status ------------------------------------------------------------------------
+
+
+def answered(fields: MultiMapping[str]) -> bool:
+    """Whether a call Plivo reports `completed` was answered: an `AnswerTime` when the
+    field is sent, else a `Duration` (or `BillDuration`) above 0; yes when nothing says."""
+    if "AnswerTime" in fields:
+        return bool(one(fields, "AnswerTime"))
+    for name in ("Duration", "BillDuration"):
+        seconds = ascii_int(one(fields, name))
+        if seconds is not None:
+            return seconds > 0
+    return True
+
+
+def unanswered_status(fields: MultiMapping[str]) -> str:
+    """The status of a call that ended unanswered, from its hangup cause: `canceled`,
+    `busy` or `no-answer`; `canceled` for an unlisted cause when the caller hung up,
+    `failed` otherwise."""
+    for name in ("HangupCause", "HangupCauseName"):
+        cause = _NOT_CAUSE.sub("_", one(fields, name).upper()).strip("_")
+        status = _UNANSWERED_CAUSES.get(cause)
+        if status is not None:
+            return status
+    return "canceled" if one(fields, "HangupSource").lower() == "caller" else "failed"
+
+
 # --- decision → Plivo XML ----------------------------------------------------------------
 
 
@@ -331,22 +386,63 @@ def _attrs(pairs: Sequence[tuple[str, str | None]]) -> str:
     return "".join(f' {name}="{twiml.xml_attr(value)}"' for name, value in pairs if value)
 
 
-def header_list(
-    headers: Sequence[tuple[str, str]], warnings: list[str], what: str, limit: int | None = None
-) -> str:
-    """`key=value,key=value` of the headers that fit Plivo's rules (and `limit` bytes);
-    each one that does not is left out whole and reported."""
+def stream_value(value: str) -> str:
+    """An `extraHeaders` value: a UUID without its dashes (32 hex digits; reversible)."""
+    return value.replace("-", "") if _UUID.fullmatch(value) else value
+
+
+def extra_headers(headers: Sequence[tuple[str, str]], warnings: list[str]) -> str:
+    """`key=value,key=value` of the headers whose value is letters and digits (a UUID's
+    dashes taken out), within Plivo's 512 bytes; each other one is left out whole and
+    reported."""
     kept: list[str] = []
-    for name, value in headers:
-        if not _HEADER_NAME.fullmatch(name) or not _HEADER_VALUE.fullmatch(value):
-            warnings.append(f"{what} {name} dropped: Plivo takes letters, digits and -_. only")
+    for name, raw in headers:
+        value = stream_value(raw)
+        if not _ALNUM.fullmatch(value):
+            warnings.append(f"extraHeader {name} dropped: Plivo takes letters and digits only")
             continue
         candidate = ",".join([*kept, f"{name}={value}"])
-        if limit is not None and len(candidate.encode()) > limit:
-            warnings.append(f"{what} {name} dropped: over Plivo's {limit}-byte limit")
+        if len(candidate.encode()) > EXTRA_HEADERS_LIMIT_BYTES:
+            warnings.append(
+                f"extraHeader {name} dropped: over Plivo's {EXTRA_HEADERS_LIMIT_BYTES}-byte limit"
+            )
             continue
         kept.append(f"{name}={value}")
     return ",".join(kept)
+
+
+def sip_header_name(name: str) -> str:
+    """A `sipHeaders` name: its letters and digits without an `X-` (Plivo adds `X-PH-`),
+    at most 24 of them."""
+    return _NOT_ALNUM.sub("", _bare(name))[:SIP_HEADER_NAME_LIMIT]
+
+
+def sip_header_value(value: str) -> str:
+    """A `sipHeaders` value: every UTF-8 byte outside `[A-Za-z0-9]` as `%XX`."""
+    return "".join(
+        chr(byte) if byte in _ALNUM_BYTES else f"%{byte:02X}" for byte in text_bytes(value)
+    )
+
+
+def sip_headers(headers: Sequence[tuple[str, str]], warnings: list[str]) -> str:
+    """`name=value,name=value` for Plivo's `sipHeaders`: names cut to letters and digits,
+    values percent-encoded; a pair that still breaks Plivo's rules (an empty or repeated
+    name, a value over 120 characters) is left out and reported."""
+    kept: dict[str, str] = {}  # SIP header names are case-insensitive: keyed lowercased
+    for raw_name, raw_value in headers:
+        name = sip_header_name(raw_name)
+        value = sip_header_value(raw_value)
+        if not name or name.lower() in kept:
+            warnings.append(f"sipHeader {raw_name} dropped: no name Plivo takes")
+            continue
+        if len(value) > SIP_HEADER_VALUE_LIMIT:
+            warnings.append(
+                f"sipHeader {raw_name} dropped: over Plivo's {SIP_HEADER_VALUE_LIMIT}"
+                " characters once encoded"
+            )
+            continue
+        kept[name.lower()] = f"{name}={value}"
+    return ",".join(kept.values())
 
 
 def _connect(
@@ -355,21 +451,19 @@ def _connect(
     """The elements that hand the call to its runtime: a bidirectional `<Stream>` (with the
     `<Redirect>` that moves the call on once it ends) or a `<Dial>` to a SIP runtime."""
     kind = ctx.runtime_kind
-    action = callback_url(ctx, "/plivo/connect")
+    action = callback_url(ctx, "/plivo/connect", absolute=True)
     if kind == "sip":
         headers = runtime_headers(outcome, number, ctx, warnings)
         # `x-router-call-id` → `RouterCallId`, which Plivo sends as `X-PH-RouterCallId`.
-        sip_headers = header_list(
-            [(_NOT_NAME.sub("", _bare(name).title()), value) for name, value in headers.items()],
-            warnings,
-            "sipHeader",
+        pairs = sip_headers(
+            [(_bare(name).title(), value) for name, value in headers.items()], warnings
         )
         dial = _attrs(
             [
                 ("action", action),
                 ("method", "POST" if action else None),
                 ("timeout", str(RUNTIME_DIAL_TIMEOUT_SECONDS)),
-                ("sipHeaders", sip_headers),
+                ("sipHeaders", pairs),
             ]
         )
         user = twiml.xml_text(twiml.xml_clean(ctx.runtime_address))
@@ -380,8 +474,8 @@ def _connect(
     if outcome.target_id is not None:
         wanted.append(("targetId", outcome.target_id))
     wanted.append(("phoneNumberId", number.id))
-    extra = header_list(wanted, warnings, "extraHeader", EXTRA_HEADERS_LIMIT_BYTES)
-    status = callback_url(ctx, "/plivo/stream")
+    extra = extra_headers(wanted, warnings)
+    status = callback_url(ctx, "/plivo/stream", absolute=True)
     stream = _attrs(
         [
             ("bidirectional", "true"),
@@ -416,8 +510,8 @@ def _dial(outcome: Transfer, call: InboundCall, number: AnyPhoneNumber, warnings
         phone = twiml.xml_text(twiml.xml_clean(dest.number))
         noun = f"<Number{_attrs([('sendDigits', digits)])}>{phone}</Number>"
     else:
-        headers = [(_bare(name), _header_text(v)) for name, v in (dest.sip_headers or {}).items()]
-        attributes.append(("sipHeaders", header_list(headers, warnings, "sipHeader")))
+        headers = [(name, _header_text(v)) for name, v in (dest.sip_headers or {}).items()]
+        attributes.append(("sipHeaders", sip_headers(headers, warnings)))
         noun = f"<User>{twiml.xml_text(twiml.xml_clean(dest.sip_uri))}</User>"
     return f"<Dial{_attrs(attributes)}>{noun}</Dial>"
 

@@ -52,6 +52,12 @@ CALL_STATUSES: Final = (
 FINAL_STATUSES: Final = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
+def origin(url: str) -> str:
+    """`scheme://host[:port]` of an absolute URL; "" for anything else."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
 # Built on every webhook and never changed after; not `frozen`, which would set each
 # field through `object.__setattr__` on every construction.
 @dataclass(slots=True)
@@ -221,6 +227,10 @@ class RenderContext:
     # runtimes to try next, the called number: router/runtimes/attempts.py); "" for none.
     runtime: Runtime | None = None
     callbacks: str = ""
+    # `scheme://host` the webhook arrived on (as its signed URL was built: forwarded
+    # headers honoured) when `public_base` is empty: for a provider that needs absolute
+    # callback URLs (Plivo); "" when `public_base` is set or nothing is known.
+    request_base: str = ""
 
     @property
     def runtime_kind(self) -> str:

@@ -37,9 +37,12 @@ def runtime_headers(
     return headers
 
 
-def callback_url(ctx: RenderContext, path: str) -> str | None:
-    """`path` under router's public URL (relative when none is set: the provider resolves
-    it against the URL it requested) with the attempt's query; None without one."""
+def callback_url(ctx: RenderContext, path: str, *, absolute: bool = False) -> str | None:
+    """`path` under router's public URL with the attempt's query; None without one. With
+    no public URL set it is relative (the provider resolves it against the URL it
+    requested), or, when `absolute` (a provider that takes only fully qualified URLs),
+    under the scheme and host the webhook arrived on."""
     if not ctx.callbacks:
         return None
-    return f"{ctx.public_base.rstrip('/')}{path}?{ctx.callbacks}"
+    base = ctx.public_base or (ctx.request_base if absolute else "")
+    return f"{base.rstrip('/')}{path}?{ctx.callbacks}"

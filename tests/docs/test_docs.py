@@ -275,3 +275,10 @@ def test_every_provider_endpoint_is_in_providers_md(tmp_path: Path) -> None:
     assert {"/twilio/voice", "/vonage/answer", "/sip/route", "/call/{callId}"} <= paths
     page = doc("providers.md")
     assert sorted(p for p in paths if f"`{p}`" not in page) == []
+
+
+def test_plivo_timeout_fragments_separate_their_pairs_with_ampersands() -> None:
+    """Plivo reads `#ct=2000&rt=40000` on a URL; a `,` between pairs is no separator."""
+    fragments = re.findall(r"#([a-z]{2}=[0-9]+[^`\s)]*)", doc("providers.md"))
+    assert fragments
+    assert all(re.fullmatch(r"[a-z]{2}=[0-9]+(&[a-z]{2}=[0-9]+)*", f) for f in fragments), fragments

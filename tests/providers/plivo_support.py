@@ -21,6 +21,7 @@ CREDENTIAL_ID = "cred-plivo-1"
 NUMBER = "+14155550100"
 CALLER = "+14155550123"
 CALL_UUID = "2d4f1f4a-9b5e-11ee-8c90-0242ac120002"
+NUMBER_ID = "36cc8218-4b1e-4c1a-9d2e-5f0a1b2c3d4e"
 NONCE = "05429567804466091622"
 BASE_URL = "https://router.example.com"
 ANSWER_URL = f"{BASE_URL}/plivo/answer"
@@ -60,7 +61,7 @@ def hangup_fields(status: str = "completed", **overrides: str) -> dict[str, str]
 def make_number(**wire: Any) -> AnyPhoneNumber:
     """A stored Plivo number on CREDENTIAL_ID unless `wire` says otherwise."""
     base: dict[str, Any] = {
-        "id": "pn-plivo-1",
+        "id": NUMBER_ID,
         "orgId": "org-1",
         "createdAt": "2024-01-01T00:00:00Z",
         "updatedAt": "2024-01-01T00:00:00Z",

@@ -89,7 +89,7 @@ def test_an_answer_without_a_call_uuid_is_malformed() -> None:
         ("busy", "busy", True),
         ("failed", "failed", True),
         ("no-answer", "no-answer", True),
-        ("timeout", "no-answer", True),
+        ("timeout", "failed", True),  # Plivo's `timeout` is a network timeout
         ("cancel", "canceled", True),
     ],
 )
@@ -101,6 +101,75 @@ def test_hangup_statuses_are_normalised(plivo_status: str, status: str, final: b
     assert event.status in CALL_STATUSES
     assert event.is_final is final
     assert event.from_number == CALLER
+
+
+UNANSWERED = {"AnswerTime": "", "Duration": "0", "BillDuration": "0"}
+
+
+@pytest.mark.parametrize(
+    ("cause", "status"),
+    [
+        ({"HangupCause": "ORIGINATOR_CANCEL"}, "canceled"),
+        ({"HangupCause": "USER_BUSY"}, "busy"),
+        ({"HangupCause": "NO_ANSWER"}, "no-answer"),
+        ({"HangupCause": "NO_USER_RESPONSE"}, "no-answer"),
+        ({"HangupCause": "", "HangupCauseName": "Busy Line"}, "busy"),
+        ({"HangupCause": "", "HangupCauseName": "No Answer"}, "no-answer"),
+        ({"HangupCause": "", "HangupCauseName": "Canceled"}, "canceled"),
+        (
+            {
+                "HangupCause": "CALL_REJECTED",
+                "HangupCauseName": "Rejected",
+                "HangupSource": "Answer XML",
+            },
+            "failed",
+        ),
+        (
+            {
+                "HangupCause": "",
+                "HangupCauseName": "Canceled (Out Of Credits)",
+                "HangupSource": "Plivo",
+            },
+            "failed",
+        ),
+        ({"HangupCause": "NORMAL_CLEARING", "HangupSource": "Caller"}, "canceled"),
+        ({"HangupCause": "NORMAL_CLEARING", "HangupSource": "Plivo"}, "failed"),
+    ],
+)
+def test_a_completed_call_never_answered_takes_its_status_from_the_hangup_cause(
+    cause: dict[str, str], status: str
+) -> None:
+    """Plivo reports every inbound call that ended as `completed`: one never answered
+    (empty `AnswerTime`) is canceled, busy, no-answer or failed as its cause says."""
+    fields = hangup_fields("completed", **UNANSWERED) | cause
+    event = PLIVO.parse_status(request("POST", HANGUP_URL, fields))
+    assert (event.status, event.is_final) == (status, True)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"AnswerTime": "", "Duration": "42"},  # AnswerTime, when sent, decides
+        {"Duration": "0"},
+        {"Duration": "", "BillDuration": "0"},
+    ],
+)
+def test_a_call_is_unanswered_by_its_answer_time_else_its_duration(fields: dict[str, str]) -> None:
+    sent = hangup_fields("completed", HangupCause="USER_BUSY") | fields
+    assert PLIVO.parse_status(request("POST", HANGUP_URL, sent)).status == "busy"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"AnswerTime": "2024-01-01 10:00:03", "Duration": "0"},
+        {"Duration": "42"},
+        {"Duration": "", "BillDuration": ""},  # nothing says: kept as Plivo reported it
+    ],
+)
+def test_an_answered_call_stays_completed_whatever_its_cause(fields: dict[str, str]) -> None:
+    sent = hangup_fields("completed", HangupCause="USER_BUSY") | fields
+    assert PLIVO.parse_status(request("POST", HANGUP_URL, sent)).status == "completed"
 
 
 def test_a_hangup_carries_its_duration_and_cause_and_ranks_after_earlier_events() -> None:

@@ -38,6 +38,7 @@ OTHER_TOKEN = "plivo-other-token-SECRET-webhooks-e2e"
 NONCE = "31622599385719318125"
 FALLBACK = "+14155550142"
 B_URL = "wss://b.example.com/stream"
+ASSISTANT_ID = "6a1f0c2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b"
 
 _uuids = iter(range(1, 1_000_000))
 
@@ -81,11 +82,13 @@ async def plivo(
     method: str = "POST",
     token: str = AUTH_TOKEN,
     signed: bool = True,
+    base: str = PUBLIC_URL,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
     """A webhook as Plivo sends it: a form POST (or a GET with the fields in its URL),
-    signed over the public URL with the nonce."""
+    signed over `base` (the public URL) and the path with the nonce."""
     body = b""
-    headers: dict[str, str] = {}
+    headers = dict(headers or {})
     if method == "GET":
         path = f"{path}{'&' if '?' in path else '?'}{urlencode(fields)}"
         fields = {}
@@ -93,7 +96,7 @@ async def plivo(
         body = urlencode(fields).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     if signed:
-        headers["X-Plivo-Signature-V3"] = signature(method, PUBLIC_URL + path, fields, token)
+        headers["X-Plivo-Signature-V3"] = signature(method, base + path, fields, token)
         headers["X-Plivo-Signature-V3-Nonce"] = NONCE
     return await router.send(method, path, body, headers)
 
@@ -166,9 +169,11 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
     router_on: Router, customer: Customer, logs: Logs, method: str
 ) -> None:
     """The customer's server is asked once; Plivo gets a bidirectional `<Stream>` that
-    keeps the call alive, the call id and target in `extraHeaders`, the status and the
-    `<Redirect>` pointing at router."""
+    keeps the call alive, the call id and target in `extraHeaders` (UUIDs without their
+    dashes: Plivo takes letters and digits there), the status and the `<Redirect>` pointing
+    at router."""
     router = router_on
+    customer.reply(Reply(json={"assistantId": ASSISTANT_ID}))
     number = await plivo_number(router, server={"url": customer.url})
     uuid = call_uuid()
     answer = await plivo(router, "/plivo/answer", answer_fields(uuid), method=method)
@@ -178,10 +183,10 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
     assert stream.text == RUNTIME_URL
     assert (stream.get("bidirectional"), stream.get("keepCallAlive")) == ("true", "true")
     assert extra_headers(stream) == {
-        "callId": uuid,
+        "callId": uuid.replace("-", ""),
         "target": "assistant",
-        "targetId": "asst-1",
-        "phoneNumberId": number["id"],
+        "targetId": ASSISTANT_ID.replace("-", ""),
+        "phoneNumberId": number["id"].replace("-", ""),
     }
     assert stream.get("statusCallbackUrl", "").startswith(f"{PUBLIC_URL}/plivo/stream?")
     assert (root[1].text or "").startswith(f"{PUBLIC_URL}/plivo/connect?")
@@ -198,6 +203,31 @@ async def test_a_signed_answer_streams_the_call_to_the_runtime(
         uuid,
     )
     no_plivo_secret_logged(logs)
+
+
+async def test_without_a_public_url_callbacks_are_absolute_under_the_forwarded_host(
+    make_router: MakeRouter,
+) -> None:
+    """Plivo takes only fully qualified URLs: without ROUTER_PUBLIC_URL the stream's status
+    callback and the `<Redirect>` are under the scheme and host the answer arrived on
+    (X-Forwarded-Proto/Host, as its signature was checked), and the callback they name is
+    then verified and served."""
+    router = await make_router(public_url=None)
+    await plivo_number(router, assistantId="asst-1")
+    edge = "https://edge.example.net:8443"
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "edge.example.net:8443"}
+    uuid = call_uuid()
+    answer = await plivo(router, "/plivo/answer", answer_fields(uuid), base=edge, headers=forwarded)
+    stream, redirect = answer.root
+    status_url = stream.get("statusCallbackUrl", "")
+    assert status_url.startswith(f"{edge}/plivo/stream?")
+    assert (redirect.text or "").startswith(f"{edge}/plivo/connect?")
+    event = {"CallUUID": uuid, "Event": "StartStream", "StreamID": "s-1"}
+    path = status_url.removeprefix(edge)
+    assert (await plivo(router, path, event, base=edge, headers=forwarded)).status == 200
+    connect = (redirect.text or "").removeprefix(edge)
+    done = await plivo(router, connect, answer_fields(uuid), base=edge, headers=forwarded)
+    assert tags(done.root) == ["Hangup"]
 
 
 async def test_an_unknown_number_is_rejected_unanswered(router: Router, logs: Logs) -> None:
@@ -288,6 +318,21 @@ async def test_the_hangup_url_updates_the_call_record_and_tells_the_server(
         "router_status_events_total", {"provider": "plivo", "status": "completed"}
     )
     assert sample == 2
+
+
+async def test_a_caller_who_hangs_up_before_the_answer_is_recorded_canceled(
+    router: Router,
+) -> None:
+    """Plivo says `completed` for it too; the empty `AnswerTime` and the cause tell."""
+    await plivo_number(router, assistantId="asst-1")
+    uuid = call_uuid()
+    fields = hangup_fields(
+        uuid, AnswerTime="", Duration="0", BillDuration="0", HangupCause="ORIGINATOR_CANCEL"
+    )
+    assert tags((await plivo(router, "/plivo/hangup", fields)).root) == []
+    status, record = await router.call_record(uuid)
+    assert status == 200
+    assert (record["status"], record["final"]) == ("canceled", True)
 
 
 async def test_a_forged_hangup_is_acked_and_changes_nothing(router: Router, logs: Logs) -> None:
