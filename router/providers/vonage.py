@@ -456,7 +456,8 @@ def _connect_runtime(
     its SIP URI with the `x-router-*` headers. With callbacks, the leg's events go to
     `/vonage/connect`, synchronously: the answer to a failure carries on the call."""
     action: dict[str, Any] = {"action": "connect"}
-    callbacks = callback_url(ctx, "/vonage/connect")
+    # Vonage takes fully qualified URLs only (every NCCO example is one).
+    callbacks = callback_url(ctx, "/vonage/connect", absolute=True)
     if callbacks is not None:
         action |= {"eventUrl": [callbacks], "eventMethod": "POST", "eventType": "synchronous"}
     own = _vonage_number(number.number or call.to_number)

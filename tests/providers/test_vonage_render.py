@@ -331,3 +331,14 @@ def test_every_ncco_is_compact_json() -> None:
     body = render(transfer(type="number", number=DESTINATION)).body
     assert json.loads(body) == orjson.loads(body)
     assert b"\n" not in body
+
+
+def test_without_a_public_url_the_event_url_is_under_the_host_the_webhook_reached() -> None:
+    """An NCCO's `eventUrl` is a fully qualified URL: without ROUTER_PUBLIC_URL, the
+    runtime leg's events go to the scheme and host the answer request arrived on."""
+    edge = "https://edge.example.net:8443"
+    ctx = RenderContext(RUNTIME_URL, CALL_UUID, "", callbacks="runtime=default", request_base=edge)
+    decision = Decision(Connect("assistant", "a1"), route="assistant", ended_reason=None, trace=())
+    rendered = VonageProvider().render(decision, make_call(), make_number(), ctx)
+    (connect,) = [a for a in ncco(rendered.body) if a["action"] == "connect"]
+    assert connect["eventUrl"] == [f"{edge}/vonage/connect?runtime=default"]
