@@ -10,7 +10,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO, Final, TextIO
 
 import orjson
 import structlog
@@ -82,45 +82,61 @@ def _json_text(value: Any, default: Callable[[Any], Any]) -> str:
     return _json_bytes(value, default).decode()
 
 
+# How long a line may wait for others to share its write, and how much may wait: under
+# load one write carries many calls' `call.routed` lines; a write per loop iteration was
+# a system call for every webhook or two.
+FLUSH_SECONDS: Final = 0.05
+FLUSH_BYTES: Final = 64 * 1024
+
+
 class LineLogger:
     """A structlog logger writing JSON lines to a byte stream (structlog's documented way
     to choose where lines go: any object with the level methods).
 
-    Inside a running event loop, the lines logged in one iteration of the loop go out
-    together when it ends, in one write: under load that is one system call for many
-    calls' `call.routed` lines instead of one each. A line is never held longer than that,
-    lines at `error` and above are written at once, and outside a loop every line is.
-    When stdout is closed or gone (a pipe whose reader left), lines are dropped rather
-    than failing the request that logged them.
+    Inside a running event loop, lines are gathered and written together at most
+    `FLUSH_SECONDS` after the first of them, or as soon as `FLUSH_BYTES` wait. Lines at
+    `error` and above are written at once (with what waited before them), outside a loop
+    every line is, and whatever waits is written when the process exits. When stdout is
+    closed or gone (a pipe whose reader left), lines are dropped rather than failing the
+    request that logged them.
     """
 
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._pending: list[bytes] = []
-        self._scheduled = False
+        self._pending_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
         atexit.register(self.flush)
 
     def msg(self, message: bytes) -> None:
         self._pending.append(message)
+        self._pending_bytes += len(message)
+        if self._pending_bytes >= FLUSH_BYTES:
+            self.flush()
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             # No loop (any more): written now, also if a loop closed before its flush ran.
             self.flush()
             return
-        if not self._scheduled:
-            loop.call_soon(self.flush)
-            self._scheduled = True
+        if self._timer is None or self._timer_loop is not loop:
+            # A timer on another loop (one that ended, in tests) would never fire here.
+            self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+            self._timer_loop = loop
 
     def urgent(self, message: bytes) -> None:
         self.msg(message)
         self.flush()
 
     def flush(self) -> None:
-        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self._pending:
             return
-        lines, self._pending = self._pending, []
+        lines, self._pending, self._pending_bytes = self._pending, [], 0
         lines.append(b"")
         try:
             self._out.write(b"\n".join(lines))

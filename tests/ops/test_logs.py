@@ -18,7 +18,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from router.ops.logs import Timestamper, configure_logging
+from router.ops.logs import FLUSH_BYTES, FLUSH_SECONDS, Timestamper, configure_logging
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
@@ -79,20 +79,48 @@ def test_each_line_is_written_as_it_is_logged(out: Out) -> None:
     assert out.lines()[1]["level"] == "warning"
 
 
-async def test_inside_an_event_loop_lines_go_out_together_by_the_iterations_end(
+async def test_inside_an_event_loop_lines_go_out_together_within_the_flush_interval(
     out: Out,
 ) -> None:
-    """Lines logged in one loop iteration are written together when it ends (one write,
-    not one per line); an error is written at once, with what came before it."""
+    """Lines logged inside a loop wait to share one write, never longer than the flush
+    interval; an error is written at once, with what came before it."""
     log = structlog.get_logger("t")
     for i in range(3):
         log.info("call.routed", n=i)
-    assert out.lines() == []
     await asyncio.sleep(0)
+    assert out.lines() == []
+    await asyncio.sleep(FLUSH_SECONDS * 2)
     assert [line["n"] for line in out.lines()] == [0, 1, 2]
     log.info("call.routed", n=3)
     log.error("broken", reason="x")
     assert [line["event"] for line in out.lines()[-2:]] == ["call.routed", "broken"]
+
+
+async def test_lines_are_written_once_enough_of_them_wait(out: Out) -> None:
+    """However short the interval so far, no more than FLUSH_BYTES wait in memory."""
+    log = structlog.get_logger("t")
+    padding = "x" * 1000
+    count = FLUSH_BYTES // 1000 + 1
+    for i in range(count):
+        log.info("call.routed", n=i, padding=padding)
+    written = out.lines()
+    assert 0 < len(written) <= count
+    assert [line["n"] for line in written] == list(range(len(written)))
+
+
+def test_a_flush_left_on_an_ended_loop_does_not_hold_the_next_loops_lines(out: Out) -> None:
+    """A timer set on a loop that ended before it fired (one test's loop, then the next's)
+    is not waited on: the new loop gets its own."""
+    log = structlog.get_logger("t")
+
+    async def log_one(n: int, wait: float) -> None:
+        log.info("call.routed", n=n)
+        await asyncio.sleep(wait)
+
+    asyncio.run(log_one(0, 0))
+    assert out.lines() == []  # its loop ended first
+    asyncio.run(log_one(1, FLUSH_SECONDS * 2))
+    assert [line["n"] for line in out.lines()] == [0, 1]
 
 
 def test_bound_values_merge_and_call_values_win(out: Out) -> None:
