@@ -487,7 +487,7 @@ PLIVO_NUMBER: dict[str, Any] = {
     "provider": "plivo",
     "number": "+14155550100",
     "credentialId": "cred-plivo",
-    "assistantId": "asst-plivo",
+    "assistantId": "7d3c0a4e-1b2f-4c5d-8e9f-0a1b2c3d4e5f",
 }
 
 
@@ -499,9 +499,10 @@ def test_simulate_renders_a_plivo_number_as_plivo_xml(
     path.write_text(json.dumps(PLIVO_NUMBER))
     code, out = _run(capsys, "simulate", "--number-file", str(path), "--render", "plivo")
     assert code == 0 and isinstance(out, dict)
-    assert out["decision"]["outcome"]["targetId"] == "asst-plivo"
+    assert out["decision"]["outcome"]["targetId"] == "7d3c0a4e-1b2f-4c5d-8e9f-0a1b2c3d4e5f"
     assert '<Stream bidirectional="true" keepCallAlive="true"' in out["rendered"]
-    assert "target=assistant,targetId=asst-plivo" in out["rendered"]
+    # extraHeaders are letters and digits only: a UUID goes without its dashes.
+    assert "target=assistant,targetId=7d3c0a4e1b2f4c5d8e9f0a1b2c3d4e5f" in out["rendered"]
 
 
 async def test_simulate_finds_a_plivo_number_in_the_embedded_store(tmp_path: Path) -> None:
@@ -524,5 +525,5 @@ async def test_simulate_finds_a_plivo_number_in_the_embedded_store(tmp_path: Pat
         "simulate", "--to", "+14155550100", "--provider", "plivo", "--render", "plivo", cwd=tmp_path
     )
     assert out["decision"]["route"] == "assistant"
-    assert out["decision"]["outcome"]["targetId"] == "asst-plivo"
+    assert out["decision"]["outcome"]["targetId"] == PLIVO_NUMBER["assistantId"]
     assert "plivo-token-1" not in json.dumps(out)
