@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -17,8 +18,28 @@ from router.store.embedded import EmbeddedStore
 from router.store.interface import Store
 from router.store.redis_store import RedisStore
 
+REPO = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 NO_PERSISTENCE = ("--save", "", "--appendonly", "no")
+
+
+def router_env(data_dir: Path, api_key: str, **variables: str) -> dict[str, str]:
+    """The environment of a `python -m router serve` child: the caller's, without its
+    ROUTER_* settings and `--workers` metrics directory; this checkout first on the
+    PYTHONPATH; the test's data directory and API key, JSON logs; then `variables`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ROUTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update(
+        ROUTER_API_KEY=api_key,
+        ROUTER_DATA_DIR=str(data_dir),
+        ROUTER_LOG_FORMAT="json",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+    )
+    env.update(variables)
+    return env
 
 
 def free_port() -> int:

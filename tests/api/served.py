@@ -3,7 +3,6 @@ are not aiohttp's (the Vapi SDK, schemathesis): started, waited for, stopped."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -12,9 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import free_port
-
-from .conftest import REPO
+from tests.conftest import free_port, router_env
 
 START_SECONDS = 20.0
 STOP_SECONDS = 5.0
@@ -25,13 +22,10 @@ def router_serve(tmp_path: Path, api_key: str, **settings: str) -> Iterator[str]
     """The base URL of a `router serve` on the embedded store in `tmp_path`, with the org
     `default` keyed by `api_key` and `settings` as `ROUTER_*` variables."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    env.update(
-        ROUTER_API_KEY=api_key,
-        ROUTER_DATA_DIR=str(tmp_path / "data"),
-        ROUTER_LOG_FORMAT="json",
+    env = router_env(
+        tmp_path / "data",
+        api_key,
         ROUTER_LOG_LEVEL="warning",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         **{f"ROUTER_{name.upper()}": value for name, value in settings.items()},
     )
     log = (tmp_path / "router.log").open("wb")

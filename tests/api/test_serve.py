@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -17,8 +16,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import router_env
+
 from .conftest import (
-    REPO,
     SECRETS,
     TWILIO_AUTH_TOKEN,
     Reply,
@@ -65,13 +65,7 @@ class Worker:
 @asynccontextmanager
 async def serve(tmp_path: Path, redis_url: str | None) -> AsyncIterator[Worker]:
     port = unused_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    env.update(
-        ROUTER_API_KEY=API_KEY,
-        ROUTER_DATA_DIR=str(tmp_path / "data"),
-        ROUTER_LOG_FORMAT="json",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-    )
+    env = router_env(tmp_path / "data", API_KEY)
     if redis_url is not None:
         env["ROUTER_REDIS_URL"] = redis_url
     process = await asyncio.create_subprocess_exec(

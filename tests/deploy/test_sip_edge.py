@@ -26,6 +26,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import router_env
+
 REPO = Path(__file__).resolve().parents[2]
 RUN_SH = REPO / "deploy" / "sip-edge" / "run.sh"
 CALLER_XML = REPO / "tests" / "sip" / "caller.xml"
@@ -300,15 +302,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "    runtimes: [{name: agent}]\n"
         )
         router_port = udp_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-        env.update(
-            ROUTER_API_KEY=API_KEY,
+        env = router_env(
+            workdir / "data",
+            API_KEY,
             ROUTER_SIP_EDGE_SECRET=EDGE_SECRET,
-            ROUTER_DATA_DIR=str(workdir / "data"),
             ROUTER_RUNTIMES_FILE=str(runtimes),
             ROUTER_SIP_BUDGET_SECONDS="2",
-            ROUTER_LOG_FORMAT="json",
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         )
         router_log = workdir / "router.log"
         router = started.start(

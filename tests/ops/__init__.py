@@ -23,9 +23,8 @@ from urllib.parse import urlencode
 import aiohttp
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import free_port
+from tests.conftest import free_port, router_env
 
-REPO = Path(__file__).resolve().parents[2]
 API_KEY = "ops-api-key"
 TOKEN = "twilio-auth-token-SECRET-ops-0001"
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
@@ -166,21 +165,14 @@ class Served:
 
 def serve_env(tmp_path: Path, port: int, **extra: str) -> dict[str, str]:
     """The process environment: nothing inherited from ROUTER_*, everything test-local."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("ROUTER_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    env.update(
-        ROUTER_API_KEY=API_KEY,
-        ROUTER_DATA_DIR=str(tmp_path / "data"),
+    env = router_env(
+        tmp_path / "data",
+        API_KEY,
         ROUTER_PUBLIC_URL=f"http://127.0.0.1:{port}",
         ROUTER_RUNTIME_URL=RUNTIME_URL,
         ROUTER_TWILIO_BUDGET_SECONDS="5",
-        ROUTER_LOG_FORMAT="json",
         # The metrics directory of `--workers` (mkdtemp) lands in the test's folder.
         TMPDIR=str(tmp_path),
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
     )
     env.update(extra)
     return env
