@@ -43,15 +43,17 @@ async def slow_customer(aiohttp_server: AiohttpServer) -> SlowCustomer:
 
 
 async def refused_soon(url: str, within: float) -> bool:
-    """Whether new connections to `url` are refused within `within` seconds."""
+    """Whether new connections to `url` are refused within `within` seconds. A connection
+    that raced the listening socket's close (accepted by the kernel an instant before) is
+    reset or closed unanswered: not served either, and not held, so it counts too."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
             # A new session: a new connection, never a pooled one.
             async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz"):
                 pass
-        except aiohttp.ClientConnectorError:
-            return True
+        except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+            return True  # refused (ClientConnectorError is an OSError too), reset or dropped
         await asyncio.sleep(0.05)
     return False
 
