@@ -8,6 +8,8 @@ signed here beforehand, so the load generator only sends bytes.
 
 `python bench/common.py bare --port N` serves the bare app: read the form,
 answer constant TwiML, on uvloop. It is the baseline router's webhooks are compared with.
+`python bench/common.py essentials --port N` serves the same answer after a signature
+check and a `call.routed` line: the floor under router's cost (`essentials_app`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import contextlib
 import ctypes
 import hashlib
+import hmac
 import http.client
 import importlib.util
 import json
@@ -40,6 +43,7 @@ from urllib.parse import urlencode
 import jwt
 import redis
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from twilio.request_validator import RequestValidator
 
@@ -347,11 +351,12 @@ def start_router(
     return server
 
 
-def start_bare(started: Processes, *, cpus: str | None) -> Server:
-    """The bare app in a process of its own, on uvloop; ready when this returns."""
+def start_bare(started: Processes, *, cpus: str | None, app: str = "bare") -> Server:
+    """The bare app (or `app`: `essentials`) in a process of its own, on uvloop; ready
+    when this returns."""
     port = free_port()
-    argv = [sys.executable, __file__, "bare", "--port", str(port)]
-    server = Server("bare", started.start("bare", argv, cpus=cpus), f"http://127.0.0.1:{port}")
+    argv = [sys.executable, __file__, app, "--port", str(port)]
+    server = Server(app, started.start(app, argv, cpus=cpus), f"http://127.0.0.1:{port}")
     wait_ready(server)
     return server
 
@@ -821,10 +826,11 @@ def alternate(round_index: int, sides: Sequence[Any]) -> list[Any]:
 # --- the bare app ----------------------------------------------------------------------
 
 
-def bare_app() -> web.Application:
-    """Reads the form, answers constant TwiML: what router's `/twilio/voice` is held to."""
+def bare_app(voice: Handler | None = None) -> web.Application:
+    """Reads the form, answers constant TwiML: what router's `/twilio/voice` is held to
+    (`voice`: another handler of that route, `essentials_app`'s)."""
 
-    async def voice(request: web.Request) -> web.Response:
+    async def bare_voice(request: web.Request) -> web.Response:
         await request.post()
         return web.Response(body=BARE_TWIML, headers={"Content-Type": "text/xml; charset=utf-8"})
 
@@ -832,9 +838,62 @@ def bare_app() -> web.Application:
         return web.Response(body=b'{"status":"ready"}', content_type="application/json")
 
     app = web.Application()
-    app.router.add_post("/twilio/voice", voice)
+    app.router.add_post("/twilio/voice", voice or bare_voice)
     app.router.add_get("/readyz", readyz)
     return app
+
+
+def essentials_app() -> web.Application:
+    """The bare app plus only what router must do for every call it answers: the Twilio
+    signature checked (`hmac` over the URL and the sorted fields, the token known) and one
+    `call.routed` line with router's fields, logged through router's own structlog set-up.
+    No number lookup, no decision, no metrics, no rendering. Not a router: the floor under
+    router's cost on the day's machine, so a ratio can be read against what is possible."""
+    # Imported here: the bare app needs none of router.
+    import structlog
+
+    from router.ops.logs import configure_logging
+
+    configure_logging("json", "info")
+    log = structlog.get_logger("router.pipeline.call_records").bind()
+    token = TWILIO_AUTH_TOKEN.encode()
+
+    async def voice(request: web.Request) -> web.Response:
+        form = await request.post()
+        signed = str(request.url) + "".join(
+            name + str(value) for name, value in sorted(form.items())
+        )
+        expected = base64.b64encode(hmac.digest(token, signed.encode(), "sha1"))
+        given = request.headers.get("X-Twilio-Signature", "").encode()
+        if not hmac.compare_digest(expected, given):
+            return web.Response(status=403)
+        log.info(
+            "call.routed",
+            provider="twilio",
+            endpoint="voice",
+            call_id=form.get("CallSid"),
+            router_call_id=str(uuid.uuid4()),
+            org_id=ASSISTANT_ID,
+            phone_number_id=ASSISTANT_ID,
+            to=form.get("To"),
+            caller=form.get("From"),
+            route="assistant",
+            target=ASSISTANT_ID,
+            ended_reason=None,
+            failure_reason=None,
+            assistant_request_outcome=None,
+            assistant_request_attempts=0,
+            assistant_request_latency_ms=None,
+            assistant_request_status=None,
+            cache_hit=True,
+            replayed=False,
+            latency_ms=0.0,
+            trace=["assistant"],
+            runtime="default",
+        )
+        return web.Response(body=BARE_TWIML, headers={"Content-Type": "text/xml; charset=utf-8"})
+
+    return bare_app(voice)
 
 
 def serve(app: web.Application, port: int) -> None:
@@ -857,8 +916,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bare = sub.add_parser("bare", help="read the form, answer constant TwiML")
     bare.add_argument("--port", type=int, required=True)
+    essentials = sub.add_parser(
+        "essentials", help="the bare app, and a signature check and a call.routed line"
+    )
+    essentials.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    serve(bare_app(), args.port)
+    serve(essentials_app() if args.command == "essentials" else bare_app(), args.port)
     return 0
 
 

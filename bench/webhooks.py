@@ -7,6 +7,11 @@ core 0 with Redis, wrk on core 1. Router should reach at least 0.45 of the bare 
 (aim 0.55), answer with p99 under 10 ms at 1,000 req/s, and a warm static route should make
 no Redis call. Then one line per provider (Twilio, Telnyx TeXML, Vonage NCCO, the SIP edge).
 
+In the same rounds, a third server: the bare app that also checks the signature and logs a
+`call.routed` line through router's structlog set-up, and does nothing else
+(`essentials_app` in common.py). Its ratio to the bare app is the floor under router's on
+the day's machine: how much of the gap is work every answer must do.
+
 Run: `python bench/webhooks.py` (about 2 minutes) or `python bench/webhooks.py --quick`
 (about 40 s). bench/README.md explains every figure.
 """
@@ -154,6 +159,7 @@ def run(plan: Plan) -> dict[str, Any]:
 def measure(plan: Plan, bench: Bench, started: Processes) -> dict[str, Any]:
     assert bench.redis is not None and bench.stats is not None
     bare = start_bare(started, cpus=bench.server_cpus)
+    essentials = start_bare(started, cpus=bench.server_cpus, app="essentials")
     router = start_router(started, bench.redis.url, cpus=bench.server_cpus)
     telnyx_key = create_routes(router)
 
@@ -168,20 +174,30 @@ def measure(plan: Plan, bench: Bench, started: Processes) -> dict[str, Any]:
         provider: write_requests(started.log_dir / f"{provider}.requests", requests)
         for provider, requests in signed.items()
     }
+    # Signed for the essentials app's own URL: it checks the signature too.
+    essential_requests = twilio_requests(essentials.url + "/twilio/voice", plan.variants)
+    essential_file = write_requests(started.log_dir / "essentials.requests", essential_requests)
     print(
         f"signed {plan.variants} requests per provider in {time.perf_counter() - built_at:.1f} s",
         flush=True,
     )
     # Each answer must be the static assistant's (the signature passed, the route is static).
     answer_bytes = {"bare": check_answer(bare, signed["twilio"][0], b"<Connect>")}
+    check_answer(essentials, essential_requests[0], b"<Connect>")
     for provider, requests in signed.items():
         answer_bytes[provider] = check_answer(router, requests[0], ASSISTANT_ID.encode())
     # Warm both sides (caches, the interpreter's own) before anything is measured.
-    for server, provider in [(bare, "twilio"), *((router, p) for p in files)]:
+    twilio_files = {
+        "bare": files["twilio"],
+        "essentials": essential_file,
+        "router": files["twilio"],
+    }
+    warm_ups = [(bare, files["twilio"]), (essentials, essential_file)]
+    for server, requests_file in [*warm_ups, *((router, files[p]) for p in files)]:
         bench.run(
             "warm-up",
             server,
-            files[provider],
+            requests_file,
             seconds=plan.warmup_seconds,
             connections=plan.connections,
             quiet=True,
@@ -190,14 +206,14 @@ def measure(plan: Plan, bench: Bench, started: Processes) -> dict[str, Any]:
     commands_before = bench.stats.snapshot()
 
     print(f"throughput: {plan.connections} connections, {plan.rounds} round(s)", flush=True)
-    throughput: dict[str, list[Phase]] = {"bare": [], "router": []}
+    throughput: dict[str, list[Phase]] = {"bare": [], "essentials": [], "router": []}
     for r in range(plan.rounds):
-        for server in alternate(r, [bare, router]):
+        for server in alternate(r, [bare, essentials, router]):
             throughput[server.name].append(
                 bench.run(
                     f"{server.name} /twilio/voice",
                     server,
-                    files["twilio"],
+                    twilio_files[server.name],
                     seconds=plan.seconds,
                     connections=plan.connections,
                 )
@@ -241,7 +257,9 @@ def measure(plan: Plan, bench: Bench, started: Processes) -> dict[str, Any]:
         )
     commands = command_delta(commands_before, bench.stats.snapshot())
     routed = count_routed(started.log_path("router")) - routed_before
-    router_answers = sum(p.load.requests for p in bench.phases if not p.name.startswith("bare"))
+    router_answers = sum(
+        p.load.requests for p in bench.phases if not p.name.startswith(("bare", "essentials"))
+    )
     return report(
         plan=plan,
         throughput=throughput,
@@ -286,6 +304,7 @@ def report(
         return min(group, key=lambda p: p.load.p99_ms)
 
     bare_best, router_best = fastest(throughput["bare"]), fastest(throughput["router"])
+    essentials_best = fastest(throughput["essentials"])
     rps_ratio = ratio(router_best.load.rps, bare_best.load.rps)
     per_round = [
         ratio(r.load.rps, b.load.rps)
@@ -311,6 +330,8 @@ def report(
             "capacity_router_over_bare": ratio(
                 cheapest(throughput["router"]).capacity_rps, bare_capacity
             ),
+            "rps_essentials_over_bare": ratio(essentials_best.load.rps, bare_best.load.rps),
+            "rps_router_over_essentials": ratio(router_best.load.rps, essentials_best.load.rps),
             "rps_target": TARGET_RPS_RATIO,
             "rps_aim": AIM_RPS_RATIO,
             "rps_ratio_met": rps_ratio >= TARGET_RPS_RATIO,
@@ -332,6 +353,7 @@ def report(
         "logging": {"call_routed_lines": routed, "router_answers_counted_by_wrk": router_answers},
         "summary": {
             "bare": bare_best.to_json(),
+            "essentials": essentials_best.to_json(),
             "router": router_best.to_json(),
             "router_at_rate": at_rate.to_json(),
             "bare_at_rate": calmest(paced["bare"]).to_json(),
@@ -385,6 +407,12 @@ def print_report(report: dict[str, Any]) -> None:
         f"router / bare req/s      {verdicts['rps_router_over_bare']:.3f}{rounds}  "
         f"({summary['router']['rps']:.0f} / {summary['bare']['rps']:.0f}; "
         f"target >= {TARGET_RPS_RATIO}, aim {AIM_RPS_RATIO})  {mark(verdicts['rps_ratio_met'])}"
+    )
+    print(
+        f"essentials / bare req/s  {verdicts['rps_essentials_over_bare']:.3f}  "
+        f"({summary['essentials']['rps']:.0f} / {summary['bare']['rps']:.0f}; the bare app with "
+        "a signature check and a call.routed line only: the floor under router; router / "
+        f"essentials {verdicts['rps_router_over_essentials']:.3f})"
     )
     print(
         f"router / bare capacity   {verdicts['capacity_router_over_bare']:.3f}  "

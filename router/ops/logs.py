@@ -115,6 +115,9 @@ class LineLogger:
         if self._pending_bytes >= FLUSH_BYTES:
             self.flush()
             return
+        timer_loop = self._timer_loop
+        if self._timer is not None and timer_loop is not None and timer_loop.is_running():
+            return  # the flush already set writes this line too, without asking for the loop
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

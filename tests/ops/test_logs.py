@@ -96,6 +96,17 @@ async def test_inside_an_event_loop_lines_go_out_together_within_the_flush_inter
     assert [line["event"] for line in out.lines()[-2:]] == ["call.routed", "broken"]
 
 
+async def test_a_line_from_another_thread_goes_out_with_the_pending_flush(out: Out) -> None:
+    """A thread without a loop (an executor's) logs while a flush is set on the running
+    loop: its line waits for that flush rather than forcing a write of its own."""
+    log = structlog.get_logger("t")
+    log.info("call.routed", n=0)
+    await asyncio.to_thread(log.info, "call.routed", n=1)
+    assert out.lines() == []
+    await asyncio.sleep(FLUSH_SECONDS * 2)
+    assert [line["n"] for line in out.lines()] == [0, 1]
+
+
 async def test_lines_are_written_once_enough_of_them_wait(out: Out) -> None:
     """However short the interval so far, no more than FLUSH_BYTES wait in memory."""
     log = structlog.get_logger("t")
