@@ -192,8 +192,8 @@ def measure(plan: Plan, bench: Bench, started: Processes) -> dict[str, Any]:
         "essentials": essential_file,
         "router": files["twilio"],
     }
-    warm_ups = [(bare, files["twilio"]), (essentials, essential_file)]
-    for server, requests_file in [*warm_ups, *((router, files[p]) for p in files)]:
+    warm_ups = [(server, twilio_files[server.name]) for server in (bare, essentials)]
+    for server, requests_file in [*warm_ups, *((router, f) for f in files.values())]:
         bench.run(
             "warm-up",
             server,
