@@ -64,6 +64,7 @@ from router.providers.plugin import (
     VerificationFailed,
     WebhookRequest,
     ascii_int,
+    hmac_digest,
     is_form,
     number_credential,
     text_bytes,
@@ -179,7 +180,7 @@ def compute_signature(auth_token: str, url: str, nonce: str) -> str:
     # string as UTF-8: a non-ASCII nonce is signed so, twice encoded.
     nonce_text = text_bytes(nonce).decode("latin-1")
     message = text_bytes(f"{url}.{nonce_text}")
-    digest = hmac.digest(text_bytes(auth_token), message, "sha256")
+    digest = hmac_digest(auth_token, message, "sha256")
     return base64.b64encode(digest).decode()
 
 

@@ -50,6 +50,7 @@ from router.providers.plugin import (
     StreamEvent,
     VerificationFailed,
     WebhookRequest,
+    hmac_digest,
     is_form,
     same_text,
     text_bytes,
@@ -81,7 +82,7 @@ _SIP_CALLER_ID_CHARS: Final = frozenset(
 
 def compute_signature(token: str, url: str, params: MultiMapping[str] | None) -> str:
     """X-Twilio-Signature of `url` and the form `params` (None for GET and hashed bodies)."""
-    digest = hmac.digest(token.encode(), text_bytes(url) + signing_bytes(params), "sha1")
+    digest = hmac_digest(token, text_bytes(url) + signing_bytes(params), "sha1")
     return binascii.b2a_base64(digest, newline=False).decode()
 
 
@@ -112,7 +113,7 @@ def _signed_by_any(
         # Without ROUTER_PUBLIC_URL the URL holds the Host header as sent.
         message = text_bytes(url) + fields
         for token in tokens:
-            digest = hmac.digest(token.encode(), message, digest_name)
+            digest = hmac_digest(token, message, digest_name)
             expected = binascii.b2a_base64(digest, newline=False)
             if hmac.compare_digest(expected, given):
                 return True
