@@ -845,7 +845,7 @@ def bare_app(voice: Handler | None = None) -> web.Application:
 
 def essentials_app() -> web.Application:
     """The bare app plus only what router must do for every call it answers: the Twilio
-    signature checked (`hmac` over the URL and router's `signing_fields`, the token known)
+    signature checked (router's `signing_fields` and `hmac_digest`, the token known)
     and one `call.routed` line with router's fields, through router's own structlog set-up.
     No number lookup, no decision, no metrics, no rendering. Not a router: the floor under
     router's cost on the day's machine, so a ratio can be read against what is possible."""
@@ -854,16 +854,16 @@ def essentials_app() -> web.Application:
 
     from router.ops.logs import configure_logging
     from router.providers.forms import form_pairs, signing_fields
+    from router.providers.plugin import hmac_digest
 
     configure_logging("json", "info")
     log = structlog.get_logger("router.pipeline.call_records").bind()
-    token = TWILIO_AUTH_TOKEN.encode()
 
     async def voice(request: web.Request) -> web.Response:
-        # The form parsed and the signed string made as router makes them.
+        # The form parsed, the signed string made and its HMAC taken as router does them.
         pairs = form_pairs(await request.read())
         signed = str(request.url).encode() + signing_fields(pairs)
-        expected = base64.b64encode(hmac.digest(token, signed, "sha1"))
+        expected = base64.b64encode(hmac_digest(TWILIO_AUTH_TOKEN, signed, "sha1"))
         given = request.headers.get("X-Twilio-Signature", "").encode()
         if not hmac.compare_digest(expected, given):
             return web.Response(status=403)
