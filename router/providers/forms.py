@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
+from itertools import chain
 
 from yarl import query_to_pairs
 
@@ -26,6 +28,6 @@ def signing_fields(pairs: Iterable[Pair]) -> bytes:
     fields sorted by name and then value, a pair sent twice taken once, each written as
     name + value (twilio-python's rule: a name's values sorted and de-duplicated)."""
     ordered = sorted(pairs)  # providers send forms sorted, or nearly: a cheap sort
-    if len(set(ordered)) != len(ordered):
+    if any(map(operator.eq, ordered, ordered[1:])):  # sorted, a repeated pair is adjacent
         ordered = sorted(set(ordered))
-    return "".join([name + value for name, value in ordered]).encode()
+    return "".join(chain.from_iterable(ordered)).encode()
