@@ -29,6 +29,7 @@ import shlex
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -951,7 +952,7 @@ def compare_variants(
     """The bare app and each variant, one process each on the server core with Redis, the
     same wrk load of pre-signed Twilio webhooks (unique CallSids, `args.variants` of them,
     cycled), in alternating rounds: req/s, CPU and Redis commands per request, against
-    the bare app's."""
+    the bare app's, and each round's req/s over the bare app's in that round."""
     with processes(script) as started:
         bench = Bench.pinned(not args.no_pin and can_pin())
         bench.redis = start_redis(started, bench.server_cpus)
@@ -1006,6 +1007,14 @@ def compare_variants(
         "server_us_per_request": us,
         "redis_commands_per_request": redis_per_request,
         "rps_over_bare": {name: ratio(value, rps["bare"]) for name, value in rps.items()},
+        # Each round's req/s over the bare app's in the same round, sorted.
+        "rps_over_bare_per_round": {
+            name: sorted(
+                ratio(p.load.rps, b.load.rps) for p, b in zip(phases, rounds["bare"], strict=True)
+            )
+            for name, phases in rounds.items()
+            if name != "bare"
+        },
         "phases": [
             {"name": p.name, "rps": p.load.rps, "us": p.server_us_per_req, "errors": p.load.errors}
             for phases in rounds.values()
@@ -1021,6 +1030,11 @@ def show_variants(report: dict[str, Any]) -> None:
             f"{name:<18} {value:8.0f} req/s  ÷ bare {report['rps_over_bare'][name]:.3f}"
             f"  {report['server_us_per_request'][name]:6.1f} us/req"
             f"  redis cmds/req {report['redis_commands_per_request'][name]:.3f}"
+        )
+    for name, ratios in report["rps_over_bare_per_round"].items():
+        print(
+            f"{name:<18} rounds ÷ bare {ratios[0]:.3f}..{ratios[-1]:.3f},"
+            f" median {statistics.median(ratios):.3f}"
         )
 
 

@@ -16,7 +16,6 @@ installed libraries and the settings are this checkout's.
 from __future__ import annotations
 
 import re
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
@@ -49,27 +48,10 @@ def exported(version: str, into: Path) -> Path:
     return into
 
 
-def round_ratios(report: dict[str, Any]) -> dict[str, list[float]]:
-    """Each variant's req/s over the bare app's, round by round (phases come in rounds)."""
-    by_name: dict[str, list[float]] = {}
-    for phase in report["phases"]:
-        by_name.setdefault(phase["name"], []).append(phase["rps"])
-    bare = by_name.pop("bare")
-    return {
-        name: sorted(rps / base for rps, base in zip(values, bare, strict=True))
-        for name, values in by_name.items()
-    }
-
-
 def show(report: dict[str, Any]) -> None:
     show_variants(report)
     us = report["server_us_per_request"]
     names = [name for name in us if name != "bare"]
-    for name, ratios in round_ratios(report).items():
-        print(
-            f"{name:<18} rounds ÷ bare {ratios[0]:.3f}..{ratios[-1]:.3f}, "
-            f"median {statistics.median(ratios):.3f}"
-        )
     first = names[0]
     for name in names[1:]:
         change = us[name] - us[first]
@@ -94,7 +76,6 @@ def main() -> int:
         def measure() -> dict[str, Any]:
             report = compare_variants("versions", variants, args)
             report["versions"] = args.versions
-            report["round_ratios"] = round_ratios(report)
             return report
 
         return run_bench("versions.py", missing_tools(), measure, show, args.json)
