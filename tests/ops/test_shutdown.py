@@ -15,12 +15,17 @@ from pytest_aiohttp import AiohttpServer
 
 from . import TOKEN, logged, serve, stream_parameters, twilio_number
 
-CUSTOMER_DELAY_SECONDS = 1.5
+# Long enough that a busy machine's stall cannot let the call finish before the refusal
+# is seen: `refused_soon` takes at most its window and one probe.
+CUSTOMER_DELAY_SECONDS = 3.0
+# One probe's whole time: a connection the kernel queued on a socket that is still open
+# (no worker accepts it any more) is unanswered, not refused; the next probe tells.
+PROBE_SECONDS = 0.25
 
 
 @dataclass
 class SlowCustomer:
-    """The customer's server: answers an assistant-request after 1.5 s."""
+    """The customer's server: answers an assistant-request after `CUSTOMER_DELAY_SECONDS`."""
 
     url: str = ""
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -47,13 +52,19 @@ async def refused_soon(url: str, within: float) -> bool:
     that raced the listening socket's close (accepted by the kernel an instant before) is
     reset or closed unanswered: not served either, and not held, so it counts too."""
     deadline = time.monotonic() + within
+    probe = aiohttp.ClientTimeout(total=PROBE_SECONDS)
     while time.monotonic() < deadline:
         try:
             # A new session: a new connection, never a pooled one.
-            async with aiohttp.ClientSession() as fresh, fresh.get(f"{url}/healthz"):
+            async with (
+                aiohttp.ClientSession(timeout=probe) as fresh,
+                fresh.get(f"{url}/healthz"),
+            ):
                 pass
         except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
             return True  # refused (ClientConnectorError is an OSError too), reset or dropped
+        except TimeoutError:
+            pass  # queued on a socket still listening: not refused yet
         await asyncio.sleep(0.05)
     return False
 
@@ -90,7 +101,7 @@ async def test_sigterm_lets_the_in_flight_webhook_finish_then_exits_0(
         assert status == 200, body
         assert stream_parameters(body)["targetId"] == "asst-slow"
         assert await router.wait_exit(5) == 0
-        assert time.monotonic() - stopped_at < 5
+        assert time.monotonic() - stopped_at < CUSTOMER_DELAY_SECONDS + 3.5
     output = router.output()
     assert logged(output, "call.routed")
     assert TOKEN not in output
