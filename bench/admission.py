@@ -22,6 +22,7 @@ from common import (
     compare_variants,
     create_twilio_number,
     missing_tools,
+    parse_variant_arguments,
     run_bench,
     show_variants,
     variant_arguments,
@@ -38,9 +39,7 @@ def show(report: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = variant_arguments(__doc__.split("\n\n")[0] if __doc__ else None)
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.seconds = 1, 3
+    args = parse_variant_arguments(parser)
     capped = partial(create_twilio_number, maxConcurrentCalls=CAP)
     variants = [Variant("router"), Variant("router-capped", setup=capped)]
 

@@ -23,6 +23,7 @@ from common import (
     Variant,
     compare_variants,
     missing_tools,
+    parse_variant_arguments,
     run_bench,
     show_variants,
     variant_arguments,
@@ -60,9 +61,7 @@ def show(report: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = variant_arguments(__doc__.split("\n\n")[0] if __doc__ else None)
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.seconds = 1, 3
+    args = parse_variant_arguments(parser)
     variants = [
         Variant("router"),
         Variant(

@@ -26,6 +26,7 @@ from common import (
     Variant,
     compare_variants,
     missing_tools,
+    parse_variant_arguments,
     run_bench,
     show_variants,
     variant_arguments,
@@ -61,9 +62,7 @@ def show(report: dict[str, Any]) -> None:
 def main() -> int:
     parser = variant_arguments(__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("versions", nargs="+", help="git revisions, or directories with router/")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.seconds = 1, 3
+    args = parse_variant_arguments(parser)
     if len(args.versions) < 2:
         parser.error("give at least two versions")
     with tempfile.TemporaryDirectory(prefix="router-bench-versions-") as tmp:
